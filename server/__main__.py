@@ -1,0 +1,5 @@
+"""`python -m server serve ...`."""
+
+from server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Prometheus metrics, prefix `realtime_`, as DESIGN section 5 names them.
+
+First-packet latency (FPL) = time the first `response.output_audio.delta` of a response is
+written to the socket minus the arrival of the last audio frame that turn detection classed as
+speech. Its parts go to `realtime_stage_seconds{stage}`: `endpoint` (speech end -> turn
+committed), `server` (commit -> first audio written), and the responder's own stages (encode,
+prefill, first_reasoning_token, first_answer_token, first_tts_chunk).
+
+Each app has its own registry, so that several apps (tests) can live in one process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+FIRST_AUDIO_BUCKETS = (
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.92, 1, 1.25, 1.5, 2, 3, 5, 10,
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, capacity: int, target_seconds: float) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.first_audio_latency = Histogram(
+            "realtime_first_audio_latency_seconds",
+            "Last speech frame arrival to first output audio written",
+            ["mode"],
+            buckets=FIRST_AUDIO_BUCKETS,
+            registry=r,
+        )
+        self.stage = Histogram(
+            "realtime_stage_seconds",
+            "Latency of each stage of a response",
+            ["stage"],
+            buckets=FIRST_AUDIO_BUCKETS,
+            registry=r,
+        )
+        self.first_audio_target = Gauge(
+            "realtime_first_audio_latency_target_seconds",
+            "First-packet latency target",
+            registry=r,
+        )
+        self.sessions_active = Gauge("realtime_sessions_active", "Sessions open now", registry=r)
+        self.sessions_capacity = Gauge(
+            "realtime_sessions_capacity", "Most sessions served at once", registry=r
+        )
+        self.sessions = Counter("realtime_sessions", "Sessions opened", registry=r)
+        self.sessions_rejected = Counter(
+            "realtime_sessions_rejected", "Sessions refused at capacity", registry=r
+        )
+        self.responses = Counter(
+            "realtime_responses", "Responses by final status", ["status"], registry=r
+        )
+        self.barge_ins = Counter(
+            "realtime_barge_ins", "Responses cancelled by user speech", registry=r
+        )
+        self.speculations = Counter(
+            "realtime_speculations",
+            "Responses started in a pause before the turn committed, by outcome (used|discarded)",
+            ["outcome"],
+            registry=r,
+        )
+        self.protocol_errors = Counter(
+            "realtime_protocol_errors", "Error events sent, by code", ["code"], registry=r
+        )
+        self.audio_in = Counter("realtime_audio_in_seconds", "Input audio received", registry=r)
+        self.audio_out = Counter("realtime_audio_out_seconds", "Output audio sent", registry=r)
+        self.reasoning_tokens = Counter(
+            "realtime_reasoning_tokens", "Reasoning tokens generated", registry=r
+        )
+        self.answer_tokens = Counter(
+            "realtime_answer_tokens", "Answer tokens generated", registry=r
+        )
+        self.sessions_capacity.set(capacity)
+        self.first_audio_target.set(target_seconds)

@@ -1,0 +1,73 @@
+"""Protocol errors: one stable `code` per class of bad input, and the `error` event carrying it.
+
+Policy (as websockets writes it down): the session never raises on bad input; it records an
+`error` event naming the offending client `event_id` and what to fix, drops that one event, and
+goes on with its state untouched. Internal failures reach the client as `server_error` with no
+details; the details go to the log.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    INVALID_JSON = "invalid_json"  # not JSON, or not a JSON object
+    MISSING_EVENT_TYPE = "missing_event_type"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    MISSING_REQUIRED_PARAMETER = "missing_required_parameter"
+    INVALID_VALUE = "invalid_value"  # wrong type or out of range
+    UNKNOWN_PARAMETER = "unknown_parameter"
+    INVALID_BASE64 = "invalid_base64"
+    UNSUPPORTED_AUDIO_FORMAT = "unsupported_audio_format"
+    UNSUPPORTED_FEATURE = "unsupported_feature"  # valid OpenAI input this server does not serve
+    MESSAGE_TOO_LARGE = "message_too_large"
+    INPUT_AUDIO_BUFFER_FULL = "input_audio_buffer_full"
+    INPUT_AUDIO_BUFFER_COMMIT_EMPTY = "input_audio_buffer_commit_empty"
+    ITEM_NOT_FOUND = "item_not_found"
+    ITEM_ID_EXISTS = "item_id_exists"
+    ITEM_IN_PROGRESS = "item_in_progress"
+    TRUNCATE_INVALID_ITEM = "truncate_invalid_item"
+    TRUNCATE_PAST_END = "truncate_past_end"
+    ACTIVE_RESPONSE = "conversation_already_has_active_response"
+    NO_ACTIVE_RESPONSE = "response_cancel_not_active"
+    SESSION_CLOSED = "session_closed"
+    SESSION_EXPIRED = "session_expired"
+    SESSION_IDLE_TIMEOUT = "session_idle_timeout"
+    SESSION_LIMIT_REACHED = "session_limit_reached"
+    SERVER_ERROR = "server_error"
+
+
+SERVER_SIDE = {ErrorCode.SERVER_ERROR}
+
+
+class ProtocolError(Exception):
+    """Bad client input; becomes an `error` event, never a dropped connection."""
+
+    def __init__(self, code: ErrorCode, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+def error_event(
+    event_id: str,
+    code: ErrorCode,
+    message: str,
+    *,
+    client_event_id: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "event_id": event_id,
+        "error": {
+            "type": "server_error" if code in SERVER_SIDE else "invalid_request_error",
+            "code": str(code),
+            "message": message,
+            "param": param,
+            "event_id": client_event_id,
+        },
+    }

@@ -1,0 +1,90 @@
+"""Server settings: a frozen dataclass; each field is a CLI flag and a STEP_REALTIME_* variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streaming.responder import REASONING_EFFORTS
+
+ENV_PREFIX = "STEP_REALTIME_"
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
+
+
+def _opt(default: object, help_: str) -> object:
+    return field(default=default, metadata={"help": help_})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str | None = _opt(  # type: ignore[assignment]
+        None, "bind address; default 127.0.0.1 without API keys, 0.0.0.0 with"
+    )
+    port: int = _opt(8000, "TCP port; 0 picks a free one")  # type: ignore[assignment]
+    api_keys: tuple[str, ...] = _opt(  # type: ignore[assignment]
+        (), "comma-separated API keys; none: no authentication (loopback only)"
+    )
+    allow_remote_without_auth: bool = _opt(  # type: ignore[assignment]
+        False, "allow binding a non-loopback address with no API key configured"
+    )
+    max_sessions: int = _opt(16, "concurrent sessions; beyond: error and close 1013")  # type: ignore[assignment]
+    max_session_seconds: float = _opt(3600.0, "a session ends after this long")  # type: ignore[assignment]
+    idle_timeout_seconds: float = _opt(  # type: ignore[assignment]
+        600.0, "close a session after this long without a client message"
+    )
+    client_secret_ttl_seconds: int = _opt(  # type: ignore[assignment]
+        600, "default lifetime of keys minted by POST /v1/realtime/client_secrets"
+    )
+    max_message_bytes: int = _opt(  # type: ignore[assignment]
+        4 * 1024 * 1024, "largest client message handled; larger ones get an error event"
+    )
+    max_input_buffer_seconds: float = _opt(  # type: ignore[assignment]
+        600.0, "most uncommitted input audio a session holds"
+    )
+    send_queue_events: int = _opt(  # type: ignore[assignment]
+        256, "per-connection send queue high-water mark; the responder waits above it"
+    )
+    first_audio_target_seconds: float = _opt(  # type: ignore[assignment]
+        0.92, "first-packet latency target, exported as a gauge"
+    )
+    speculative_start_ms: int = _opt(  # type: ignore[assignment]
+        200, "start a response after this much silence inside a turn, before it commits; 0: off"
+    )
+    model_name: str = _opt("step-audio-r1", "model name reported in session objects")  # type: ignore[assignment]
+    default_voice: str | None = _opt(  # type: ignore[assignment]
+        None, "voice of new sessions; default: the responder's first voice"
+    )
+    reasoning_effort: str | None = _opt(  # type: ignore[assignment]
+        None, "default session.reasoning.effort (minimal|low|medium|high|xhigh)"
+    )
+    instructions: str = _opt("", "default session instructions")  # type: ignore[assignment]
+    log_level: str = _opt("info", "log level (debug|info|warning|error)")  # type: ignore[assignment]
+
+    def bind_host(self) -> str:
+        """The address to bind: loopback unless keys are set or remote access was allowed."""
+        if self.host is not None:
+            return self.host
+        return ALL_INTERFACES if self.api_keys else LOOPBACK
+
+    def check(self) -> None:
+        """Refuse bad values, and an unauthenticated server on a non-loopback address unless
+        told otherwise."""
+        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+            raise ValueError(
+                f"reasoning_effort {self.reasoning_effort!r} is not one of {REASONING_EFFORTS}"
+            )
+        host = self.bind_host()
+        if (
+            not self.api_keys
+            and not self.allow_remote_without_auth
+            and host
+            not in (
+                LOOPBACK,
+                "localhost",
+                "::1",
+            )
+        ):
+            raise ValueError(
+                f"refusing to bind {host} with no API key: set --api-keys (or "
+                f"{ENV_PREFIX}API_KEYS), or pass --allow-remote-without-auth"
+            )
