@@ -1,4 +1,4 @@
-"""`python -m server serve ...`."""
+"""`python -m server serve ...` (also installed as `step-realtime`)."""
 
 from server.cli import main
 

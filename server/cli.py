@@ -1,6 +1,6 @@
-"""`python -m server serve`: run the realtime server.
+"""`step-realtime serve`: run the realtime server; `step-realtime answer FILE`: answer offline.
 
-Every flag is also an environment variable, `STEP_REALTIME_<FLAG>` (dashes as underscores,
+Every `serve` flag is also an environment variable, `STEP_REALTIME_<FLAG>` (dashes as underscores,
 upper case); a flag given on the command line wins over the variable. `--help` lists all of them
 with their defaults.
 """
@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.settings import ENV_PREFIX, Settings
+from streaming.cli import add_answer_command
+from streaming.responder import Responder
 
 RESPONDER_FLAG_HELP = (
-    "the model side, as 'module:factory'; the factory takes no arguments and returns a "
-    "streaming.responder.Responder"
+    "replace the model side by 'module:factory', a no-argument factory returning a "
+    "streaming.responder.Responder; default: the torch engine over --model"
 )
 
 
@@ -43,8 +45,9 @@ def _convert(kind: Any, text: str) -> Any:
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="step-realtime", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    add_answer_command(commands)
     serve = commands.add_parser(
         "serve",
         help="run the OpenAI Realtime server",
@@ -81,17 +84,35 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**{name: value for name, value in vars(args).items() if name in names})
 
 
-def load_responder(spec: str | None) -> Any:
-    if not spec or ":" not in spec:
-        raise SystemExit(
-            f"no responder: pass --responder module:factory (or {env_name('responder')})"
-        )
+def load_responder(spec: str | None, settings: Settings) -> Responder:
+    if spec is None:
+        return open_model(settings)
+    if ":" not in spec:
+        raise SystemExit(f"error: --responder must be module:factory, got {spec!r}")
     module_name, _, factory = spec.partition(":")
     return getattr(importlib.import_module(module_name), factory)()
 
 
+def open_model(settings: Settings) -> Responder:
+    from streaming.model.config import CheckpointError
+    from streaming.pipeline import ResponderSettings
+    from streaming.pipeline import load_responder as load_model_responder
+
+    try:
+        return load_model_responder(
+            settings.model, device=settings.device, dtype=settings.dtype,
+            max_sequences=settings.max_sequences, max_seq_len=settings.max_seq_len,
+            tts_backend=settings.tts_backend,
+            settings=ResponderSettings(temperature=settings.temperature),
+        )
+    except (CheckpointError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        return int(args.run(args))
     settings = settings_from(args)
     try:
         settings.check()
@@ -102,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from server.logs import configure_logging
 
     configure_logging(settings.log_level)
-    serve(load_responder(args.responder), settings)
+    serve(load_responder(args.responder, settings), settings)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from streaming.responder import REASONING_EFFORTS
 
@@ -11,54 +12,64 @@ LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
 
 
-def _opt(default: object, help_: str) -> object:
+def _opt(default: Any, help_: str) -> Any:
     return field(default=default, metadata={"help": help_})
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str | None = _opt(  # type: ignore[assignment]
+    host: str | None = _opt(
         None, "bind address; default 127.0.0.1 without API keys, 0.0.0.0 with"
     )
-    port: int = _opt(8000, "TCP port; 0 picks a free one")  # type: ignore[assignment]
-    api_keys: tuple[str, ...] = _opt(  # type: ignore[assignment]
+    port: int = _opt(8000, "TCP port; 0 picks a free one")
+    api_keys: tuple[str, ...] = _opt(
         (), "comma-separated API keys; none: no authentication (loopback only)"
     )
-    allow_remote_without_auth: bool = _opt(  # type: ignore[assignment]
+    allow_remote_without_auth: bool = _opt(
         False, "allow binding a non-loopback address with no API key configured"
     )
-    max_sessions: int = _opt(16, "concurrent sessions; beyond: error and close 1013")  # type: ignore[assignment]
-    max_session_seconds: float = _opt(3600.0, "a session ends after this long")  # type: ignore[assignment]
-    idle_timeout_seconds: float = _opt(  # type: ignore[assignment]
+    max_sessions: int = _opt(16, "concurrent sessions; beyond: error and close 1013")
+    max_session_seconds: float = _opt(3600.0, "a session ends after this long")
+    idle_timeout_seconds: float = _opt(
         600.0, "close a session after this long without a client message"
     )
-    client_secret_ttl_seconds: int = _opt(  # type: ignore[assignment]
+    client_secret_ttl_seconds: int = _opt(
         600, "default lifetime of keys minted by POST /v1/realtime/client_secrets"
     )
-    max_message_bytes: int = _opt(  # type: ignore[assignment]
+    max_message_bytes: int = _opt(
         4 * 1024 * 1024, "largest client message handled; larger ones get an error event"
     )
-    max_input_buffer_seconds: float = _opt(  # type: ignore[assignment]
+    max_input_buffer_seconds: float = _opt(
         600.0, "most uncommitted input audio a session holds"
     )
-    send_queue_events: int = _opt(  # type: ignore[assignment]
+    send_queue_events: int = _opt(
         256, "per-connection send queue high-water mark; the responder waits above it"
     )
-    first_audio_target_seconds: float = _opt(  # type: ignore[assignment]
+    first_audio_target_seconds: float = _opt(
         0.92, "first-packet latency target, exported as a gauge"
     )
-    speculative_start_ms: int = _opt(  # type: ignore[assignment]
+    speculative_start_ms: int = _opt(
         200, "start a response after this much silence inside a turn, before it commits; 0: off"
     )
-    model_name: str = _opt("step-audio-r1", "model name reported in session objects")  # type: ignore[assignment]
-    default_voice: str | None = _opt(  # type: ignore[assignment]
+    model_name: str = _opt("step-audio-r1", "model name reported in session objects")
+    default_voice: str | None = _opt(
         None, "voice of new sessions; default: the responder's first voice"
     )
-    reasoning_effort: str | None = _opt(  # type: ignore[assignment]
+    reasoning_effort: str | None = _opt(
         None, "default session.reasoning.effort (minimal|low|medium|high|xhigh)"
     )
-    instructions: str = _opt("", "default session instructions")  # type: ignore[assignment]
-    log_level: str = _opt("info", "log level (debug|info|warning|error)")  # type: ignore[assignment]
+    instructions: str = _opt("", "default session instructions")
+    log_level: str = _opt("info", "log level (debug|info|warning|error)")
+    # The model side (ignored with --responder).
+    model: str | None = _opt(
+        None, "checkpoint directory (Step-Audio-R1 / Step-Audio-2 format); default: the embedded model"
+    )
+    device: str = _opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
+    dtype: str = _opt("auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")
+    max_sequences: int = _opt(16, "engine batch: sequences decoded together (KV cache slots)")
+    max_seq_len: int = _opt(4096, "longest sequence (prompt and reply) in tokens per slot")
+    tts_backend: str = _opt("espeak", "speech synthesis backend: espeak, kokoro")
+    temperature: float = _opt(0.0, "default sampling temperature; 0 is greedy")
 
     def bind_host(self) -> str:
         """The address to bind: loopback unless keys are set or remote access was allowed."""

@@ -74,6 +74,7 @@ class FinishReason:
     STOP = "stop"  # a stop id was produced (it is reported as the last token)
     LENGTH = "length"  # max_tokens reached, or the cache slot is full
     CANCELLED = "cancelled"
+    ERROR = "error"  # the engine failed while running it; iterating the stream raises
 
 
 @dataclass

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server.app import create_app
 from server.settings import Settings
+from streaming.pipeline import ResponderSettings, load_responder
 from streaming.responder import Responder
 from tests.server.espeak_responder import FixedReplyResponder
 from tests.server.helpers import running
@@ -19,6 +21,22 @@ from tests.server.helpers import running
 def responder() -> Responder:
     """The responder behind every server test. Replace this fixture to run against the model."""
     return FixedReplyResponder()
+
+
+# A reply of the tiny random model: long enough for a second or more of speech, short enough
+# that 16 sessions finish quickly on two cores.
+MODEL_REPLY_TOKENS = 40
+
+
+@pytest.fixture
+async def model_responder(tiny_checkpoint: Path) -> AsyncIterator[Responder]:
+    """The real model side: the tiny checkpoint through the torch engine and espeak-ng."""
+    responder = load_responder(
+        tiny_checkpoint, device="cpu", dtype="float32", max_sequences=16, max_seq_len=1024,
+        settings=ResponderSettings(max_output_tokens=MODEL_REPLY_TOKENS),
+    )
+    yield responder
+    await responder.close()
 
 
 ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[str]]
