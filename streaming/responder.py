@@ -30,6 +30,7 @@ class Turn:
     role: Role
     text: str | None = None
     audio: np.ndarray | None = None
+    item_id: str | None = None  # lets the responder reuse this turn's audio encoding
 
 
 @dataclass
@@ -47,11 +48,13 @@ class ResponseRequest:
 @dataclass
 class ReasoningDelta:
     text: str
+    tokens: int = 0  # tokens decoded for it (usage of work that may be thrown away)
 
 
 @dataclass
 class AnswerDelta:
     text: str
+    tokens: int = 0
 
 
 @dataclass
@@ -68,6 +71,7 @@ class ResponseFinished:
     # seconds from the start of `respond` to each stage: encode, prefill, first_reasoning_token,
     # first_answer_token, first_tts_chunk
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    mode: str | None = None  # the scheduling mode used (streaming.scheduler.MODES)
 
 
 ResponseEvent = ReasoningDelta | AnswerDelta | SpeechChunk | ResponseFinished
