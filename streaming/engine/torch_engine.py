@@ -80,6 +80,7 @@ class _QueuedTokenStream(TokenStream):
         while True:
             item = await self._queue.get()
             if isinstance(item, _End):
+                self._queue.put_nowait(item)  # so that iterating an ended stream again ends too
                 if self._error is not None:
                     raise EngineError(f"sequence {self.seq_id} failed") from self._error
                 return
@@ -219,6 +220,10 @@ class TorchEngine(Engine):
         suffix_ids: Sequence[int],
         params: SamplingParams,
     ) -> TokenStream:
+        """See `Engine.fork`. The source may be running, waiting, or ended as long as its slot
+        was not reused (see the module's docstring). Raises KeyError for an unknown source, or
+        one whose cache is gone (submit its whole context instead), ValueError for a position
+        past its tokens."""
         self._check_context_length(position + len(suffix_ids))
         suffix = list(suffix_ids)
         stream = _QueuedTokenStream(next(self._ids))
@@ -383,30 +388,31 @@ class TorchEngine(Engine):
         while self._waiting:
             seq = self._waiting[0]
             source = seq.fork_source
-            keep = [source.slot] if source is not None and source.slot is not None else []
-            slot = self._allocate_slot(keep)
+            source_slot = source.slot if source is not None else None
+            slot = self._allocate_slot(spare=source)
             if slot is None:
                 return
             self._waiting.popleft()
-            seq.slot = slot
-            if source is not None and source.slot is not None:
-                # At least one position is prefilled: its logits give the first token.
-                shared = min(seq.fork_length, source.cached, len(seq.context) - 1)
-                self._model.cache.copy_prefix(source.slot, slot, shared)
-                seq.cached = shared
-            seq.fork_source = None
+            seq.slot, seq.fork_source = slot, None
             self._running.append(seq)
+            if source is None or source_slot is None:
+                continue
+            # At least one position is prefilled: its logits give the first token.
+            shared = min(seq.fork_length, source.cached, len(seq.context) - 1)
+            if slot != source_slot:  # else the fork took over its ended source's slot
+                self._model.cache.copy_prefix(source_slot, slot, shared)
+            seq.cached = shared
 
-    def _allocate_slot(self, keep: list[int]) -> int | None:
-        """A free slot: one that holds nothing if any, else the one of the longest-ended
-        sequence (which can then no longer be forked), never one in `keep`."""
+    def _allocate_slot(self, spare: _Sequence | None) -> int | None:
+        """A free slot: one that holds nothing if any, else the slot of the longest-ended
+        sequence (which then can no longer be forked), taking `spare`'s last."""
         cache = self._model.cache
         retained = [seq.slot for seq in self._ended.values() if seq.slot is not None]
-        slot = cache.allocate(avoid=retained + keep)
+        slot = cache.allocate(avoid=retained)
         if slot is not None:
             return slot
-        for ended in list(self._ended.values()):
-            if ended.slot is not None and ended.slot not in keep:
+        for ended in sorted(self._ended.values(), key=lambda seq: seq is spare):
+            if ended.slot is not None:
                 del self._ended[ended.seq_id]
                 slot, ended.slot = ended.slot, None
                 cache.take(slot)

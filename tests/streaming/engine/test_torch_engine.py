@@ -200,18 +200,49 @@ async def test_fork_inside_the_prompt(tiny_model, reference):
     assert forked == reference(tiny_model, Prompt(prompt.token_ids[:20] + [30, 31]), 12)
 
 
-async def test_fork_whose_source_ended_before_it_got_a_slot_prefills_everything(
-    tiny_model, reference
-):
+async def test_an_ended_sequence_can_be_continued_without_a_prefill(tiny_model, reference):
+    prompt = text_prompt(10, seed=13)
+    async with make_engine(tiny_model) as engine:
+        first = await engine.submit(prompt, SamplingParams(max_tokens=5))
+        head = await collect(first)
+        before = engine.prefilled_tokens
+        rest = await collect(await engine.fork(first.seq_id, len(prompt) + 5, [], GREEDY))
+        # Only the last sampled token, which was never fed, is prefilled.
+        assert engine.prefilled_tokens - before == 1
+    assert head + rest == reference(tiny_model, prompt, 5 + GREEDY.max_tokens)
+
+
+async def test_fork_waiting_for_a_slot_takes_over_its_ended_source_slot(tiny_model, reference):
     prompt = text_prompt(12, seed=11)
     async with make_engine(tiny_model, max_slots=1) as engine:
         blocker = await engine.submit(text_prompt(5, seed=12), SamplingParams(max_tokens=10_000))
+        async for _ in blocker:  # it holds the only slot
+            break
         source = await engine.submit(prompt, SamplingParams(max_tokens=3))
         # The source waits for the only slot, and the fork waits for the source to end.
         fork = await engine.fork(source.seq_id, 8, [40, 41], GREEDY)
         await engine.cancel(blocker.seq_id)
         assert len(await collect(source)) == 3
         forked = await collect(fork)
+        # Prefilled: the blocker's prompt, the source's, and the fork's suffix only.
+        assert engine.prefilled_tokens == 5 + len(prompt) + 2
+    assert forked == reference(tiny_model, Prompt(prompt.token_ids[:8] + [40, 41]), 12)
+
+
+async def test_fork_whose_source_slot_was_reused_prefills_everything(tiny_model, reference):
+    prompt = text_prompt(12, seed=14)
+    async with make_engine(tiny_model, max_slots=1) as engine:
+        blocker = await engine.submit(text_prompt(5, seed=12), SamplingParams(max_tokens=10_000))
+        async for _ in blocker:  # it holds the only slot
+            break
+        source = await engine.submit(prompt, SamplingParams(max_tokens=3))
+        other = await engine.submit(text_prompt(6, seed=15), SamplingParams(max_tokens=2))
+        fork = await engine.fork(source.seq_id, 8, [40, 41], GREEDY)
+        await engine.cancel(blocker.seq_id)
+        await asyncio.gather(collect(source), collect(other))
+        forked = await collect(fork)
+        # The other sequence took the source's slot: the fork prefills its whole context.
+        assert engine.prefilled_tokens == 5 + len(prompt) + 6 + (8 + 2)
     assert forked == reference(tiny_model, Prompt(prompt.token_ids[:8] + [40, 41]), 12)
 
 
@@ -305,9 +336,13 @@ async def test_random_mix_of_submits_forks_and_cancels(tiny_model, reference):
                 if index % 4 == 1 and len(tokens) == 1 and max_tokens > 1:
                     # Fork at the newest token, while the source still runs.
                     suffix = [draw(10, VOCAB)]
-                    fork = await engine.fork(stream.seq_id, len(prompt) + 1, suffix, GREEDY)
-                    fork_prompt = Prompt(prompt.token_ids + tokens + suffix)
-                    runs.append((fork_prompt, fork, None))
+                    try:
+                        fork = await engine.fork(stream.seq_id, len(prompt) + 1, suffix, GREEDY)
+                    except KeyError:  # the source ended and its slot went to another
+                        assert stream.output.finish_reason is not None
+                    else:
+                        fork_prompt = Prompt(prompt.token_ids + tokens + suffix)
+                        runs.append((fork_prompt, fork, None))
                 if cancel_after is not None and len(tokens) >= cancel_after:
                     await engine.cancel(stream.seq_id)
             runs.append((prompt, stream, cancel_after))

@@ -1,0 +1,5 @@
+import sys
+
+from step_realtime_client.cli import main
+
+sys.exit(main())

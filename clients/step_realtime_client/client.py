@@ -1,0 +1,508 @@
+"""The async client: one WebSocket session with a Realtime server.
+
+    async with RealtimeClient(url, api_key="sk-...") as client:
+        reply = await client.ask("question.wav")
+        print(reply.reasoning, reply.transcript, reply.timings.first_packet_latency)
+
+One reader task receives every server event, stamps its arrival time and queues it; `events()`
+and `ask()` consume that queue (use one consumer at a time). When the connection drops, the
+reader reconnects with exponential backoff and queues a `Reconnected` event: the new connection
+is a new server session, so a reply in flight is lost and `ask()` raises `ConnectionLost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from step_realtime_client.audio import (
+    WIRE_SAMPLE_RATE,
+    encode_pcm16,
+    load_audio,
+    silence,
+    speech_end,
+    to_wire,
+)
+from step_realtime_client.errors import (
+    AuthenticationError,
+    ConnectionLost,
+    RealtimeError,
+    ServerError,
+    close_error,
+    error_for,
+    handshake_error,
+)
+from step_realtime_client.events import (
+    ErrorEvent,
+    Reconnected,
+    ServerEvent,
+    SessionEvent,
+    parse_event,
+)
+from step_realtime_client.reply import Reply, ReplyCollector
+
+DEFAULT_URL = "ws://127.0.0.1:8000/v1/realtime"
+BETA_HEADER = ("OpenAI-Beta", "realtime=v1")
+KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
+CHUNK_MS = 40  # audio per append message: small enough for real-time pacing, few messages
+OPEN_TIMEOUT_S = 10.0  # TCP + WebSocket handshake
+FIRST_EVENT_TIMEOUT_S = 10.0  # handshake -> session.created
+REPLY_TIMEOUT_S = 120.0  # end of the question -> response.done
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Silence sent after a question in fast mode: the server's default silence window (500 ms)
+# plus a margin, so that its turn detection closes the turn.
+FAST_TRAILING_SILENCE_MS = 800
+# How long a real-time `ask` keeps streaming silence (as a live microphone would) while it
+# waits for the reply; beyond that it stops feeding the socket and only waits.
+LISTEN_SILENCE_MAX_S = 60.0
+# Close codes after which reconnecting cannot help: normal end, bad key or policy.
+FINAL_CLOSE_CODES = {1000, 1008}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnection policy: delays of base * 2**n seconds, capped, with +-25 % jitter."""
+
+    attempts: int = 5  # 0 disables reconnection
+    base_s: float = 0.25
+    max_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_s, self.base_s * 2**attempt) * random.uniform(0.75, 1.25))
+
+
+DEFAULT_BACKOFF = Backoff()
+AudioSource = str | Path | np.ndarray
+
+
+class Player(Protocol):
+    """Where reply audio is played (a speaker, or a simulation of one): see `live`."""
+
+    def play(self, item_id: str, pcm: np.ndarray) -> None: ...
+
+    def finish(self, item_id: str) -> None:
+        """All of this item's audio has arrived."""
+
+    def stop(self) -> tuple[str, int] | None:
+        """Stop at once; (item_id, milliseconds played) if a reply was playing, else None."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A one-off error from a task of ours, raised once by `next_event`."""
+
+    error: BaseException
+
+
+class RealtimeClient:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        beta: bool = False,
+        key_in_subprotocol: bool = False,
+        session: dict[str, Any] | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
+        """`api_key` is an API key or a client secret (`ek_...`). `session` is sent as a
+        `session.update` right after connecting, and again after every reconnection."""
+        self.url = url
+        self.api_key = api_key
+        self.beta = beta
+        self.key_in_subprotocol = key_in_subprotocol
+        self.session_update = dict(session or {})
+        self.backoff = backoff
+        self.session: dict[str, Any] = {}  # the server's latest view of the session
+        self.handshake_events: list[dict[str, Any]] = []  # session.created/updated, as sent
+        self._ws: ClientConnection | None = None
+        # events, then possibly one final error that every later read raises again
+        self._queue: asyncio.Queue[ServerEvent | RealtimeError | _Failure] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+
+    # --- connection ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> RealtimeClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> dict[str, Any]:
+        """Open the session; returns the server's session object."""
+        self._closing = False
+        await self._open()
+        self._reader = asyncio.create_task(self._read_loop())
+        return self.session
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        self._connected.clear()
+
+    async def _open(self) -> None:
+        headers: list[tuple[str, str]] = []
+        subprotocols = ["realtime"]
+        if self.api_key and self.key_in_subprotocol:
+            subprotocols.append(KEY_SUBPROTOCOL_PREFIX + self.api_key)
+        elif self.api_key:
+            headers.append(("Authorization", f"Bearer {self.api_key}"))
+        if self.beta:
+            headers.append(BETA_HEADER)
+        try:
+            ws = await connect(
+                self.url,
+                additional_headers=headers,
+                subprotocols=subprotocols,  # type: ignore[arg-type]
+                open_timeout=OPEN_TIMEOUT_S,
+                max_size=MAX_MESSAGE_BYTES,
+            )
+        except InvalidStatus as error:
+            raise handshake_error(error) from None
+        except (OSError, InvalidHandshake, TimeoutError) as error:
+            raise RealtimeError(f"cannot connect to {self.url}: {error}") from None
+        try:
+            await self._start_session(ws)
+        except BaseException:
+            await ws.close()
+            raise
+        self._ws = ws
+        self._connected.set()
+
+    async def _start_session(self, ws: ClientConnection) -> None:
+        """Wait for session.created, then apply `session_update` and wait for its answer."""
+        self.handshake_events = []
+        await self._expect(ws, "session.created")
+        if self.session_update:
+            await ws.send(json.dumps({"type": "session.update", "session": self.session_update}))
+            await self._expect(ws, "session.updated")
+
+    async def _expect(self, ws: ClientConnection, type_: str) -> None:
+        try:
+            async with asyncio.timeout(FIRST_EVENT_TIMEOUT_S):
+                while True:
+                    event = parse_event(json.loads(await ws.recv()), time.monotonic())
+                    self.handshake_events.append(event.raw)
+                    if isinstance(event, ErrorEvent):
+                        raise error_for(event)
+                    if isinstance(event, SessionEvent):
+                        self.session = event.session
+                    if event.type == type_:
+                        return
+        except ConnectionClosed as closed:
+            raise close_error(closed) from None
+        except TimeoutError:
+            raise RealtimeError(
+                f"the server sent no {type_} within {FIRST_EVENT_TIMEOUT_S} s"
+            ) from None
+
+    async def _read_loop(self) -> None:
+        while True:
+            ws = self._ws
+            assert ws is not None
+            with contextlib.suppress(ConnectionClosed):  # how it closed is read below
+                async for message in ws:
+                    self._receive(message)
+            self._connected.clear()
+            if self._closing:
+                self._queue.put_nowait(ConnectionLost("the client closed the connection"))
+                return
+            if ws.close_code in FINAL_CLOSE_CODES or self.backoff.attempts == 0:
+                self._queue.put_nowait(
+                    ConnectionLost(f"the server closed the session ({ws.close_code}: "
+                                   f"{ws.close_reason or 'no reason given'})")
+                )
+                return
+            if not await self._reconnect():
+                return
+
+    def _receive(self, message: str | bytes) -> None:
+        try:
+            data = json.loads(message)
+        except ValueError:
+            return  # not an event: nothing to act on
+        event = parse_event(data, time.monotonic())
+        if isinstance(event, SessionEvent):
+            self.session = event.session
+        self._queue.put_nowait(event)
+
+    async def _reconnect(self) -> bool:
+        last: Exception | None = None
+        for attempt in range(self.backoff.attempts):
+            await asyncio.sleep(self.backoff.delay(attempt))
+            try:
+                await self._open()
+            except AuthenticationError as error:
+                self._queue.put_nowait(error)
+                return False
+            except RealtimeError as error:
+                last = error
+                continue
+            self._queue.put_nowait(
+                Reconnected(type="client.reconnected", attempts=attempt + 1,
+                            received_at=time.monotonic())
+            )
+            return True
+        self._queue.put_nowait(
+            ConnectionLost(f"the connection dropped; {self.backoff.attempts} reconnection "
+                           f"attempts failed, the last with: {last}")
+        )
+        return False
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def send(self, event: dict[str, Any]) -> None:
+        """Send one client event. Raises `ConnectionLost` while the connection is down."""
+        if not self._connected.is_set() or self._ws is None:
+            raise ConnectionLost("not connected", reconnected=False)
+        try:
+            await self._ws.send(json.dumps(event))
+        except ConnectionClosed:
+            raise ConnectionLost("the connection dropped while sending") from None
+
+    async def update_session(self, **session: Any) -> None:
+        """Send `session.update`; the fields are also re-applied after a reconnection."""
+        self.session_update.update(session)
+        await self.send({"type": "session.update", "session": session})
+
+    async def append_audio(self, pcm: np.ndarray) -> None:
+        """Append int16 mono 24 kHz audio to the input buffer (one message)."""
+        await self.send({"type": "input_audio_buffer.append", "audio": encode_pcm16(pcm)})
+
+    async def commit(self) -> None:
+        await self.send({"type": "input_audio_buffer.commit"})
+
+    async def create_response(self, **response: Any) -> None:
+        event: dict[str, Any] = {"type": "response.create"}
+        if response:
+            event["response"] = response
+        await self.send(event)
+
+    async def cancel_response(self) -> None:
+        await self.send({"type": "response.cancel"})
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """Tell the server the listener heard `audio_end_ms` of this item and no more."""
+        await self.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": int(audio_end_ms),
+            }
+        )
+
+    async def stream_audio(
+        self,
+        pcm: np.ndarray,
+        *,
+        realtime: bool = True,
+        mark_sample: int | None = None,
+    ) -> float | None:
+        """Send int16 24 kHz audio in CHUNK_MS appends, paced as `stream_chunks` does."""
+        return await self.stream_chunks(chunks_of(pcm), realtime=realtime, mark_sample=mark_sample)
+
+    async def stream_chunks(
+        self,
+        chunks: Iterable[np.ndarray],
+        *,
+        realtime: bool = True,
+        mark_sample: int | None = None,
+        on_mark: Callable[[float], None] | None = None,
+    ) -> float | None:
+        """Send int16 24 kHz chunks, one append each. In real time each leaves when a
+        microphone would have captured its last sample, on one clock for the whole stream.
+        Returns when the chunk holding sample `mark_sample` was sent (time.monotonic()), or
+        None without a mark; `on_mark` gets that time as soon as it is known."""
+        started = time.monotonic()
+        sent = 0  # samples
+        marked_at: float | None = None
+        for chunk in chunks:
+            sent += len(chunk)
+            if realtime:
+                delay = started + sent / WIRE_SAMPLE_RATE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await self.append_audio(chunk)
+            if marked_at is None and mark_sample is not None and mark_sample <= sent:
+                marked_at = time.monotonic()
+                if on_mark is not None:
+                    on_mark(marked_at)
+        return marked_at
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def next_event(self, max_wait_s: float | None = None) -> ServerEvent:
+        """The next server event; raises what the reader hit (`ConnectionLost`, ...)."""
+        async with asyncio.timeout(max_wait_s):
+            item = await self._queue.get()
+        if isinstance(item, _Failure):
+            raise item.error
+        if isinstance(item, RealtimeError):
+            self._queue.put_nowait(item)  # final: every later call sees it too
+            raise item
+        return item
+
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Every server event until the connection ends for good."""
+        while True:
+            try:
+                yield await self.next_event()
+            except ConnectionLost:
+                return
+
+    def drain(self) -> list[ServerEvent]:
+        """Take the events already queued, without waiting."""
+        taken: list[ServerEvent] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, RealtimeError):
+                self._queue.put_nowait(item)
+                break
+            if isinstance(item, _Failure):
+                continue
+            taken.append(item)
+        return taken
+
+    @property
+    def turn_detection(self) -> dict[str, Any] | None:
+        """The session's turn detection (None: manual commit), GA or beta shape."""
+        if "audio" in self.session:
+            found = self.session["audio"].get("input", {}).get("turn_detection")
+        else:
+            found = self.session.get("turn_detection")
+        return dict(found) if found else None
+
+    # --- one question, one reply ---------------------------------------------------------
+
+    async def ask(
+        self,
+        audio: AudioSource,
+        *,
+        realtime: bool = True,
+        sample_rate: int = WIRE_SAMPLE_RATE,
+        on_event: Callable[[ServerEvent], None] | None = None,
+        reply_timeout_s: float = REPLY_TIMEOUT_S,
+    ) -> Reply:
+        """Speak a question and collect the reply. `audio` is a file (WAV, FLAC...), or
+        samples at `sample_rate`: int16 or float in [-1, 1], mono or (frames, channels).
+
+        With server turn detection the question is followed by silence, as from a microphone,
+        until the server closes the turn; without it the client commits and asks for a reply.
+        """
+        if isinstance(audio, (str, Path)):
+            pcm = load_audio(audio)
+        elif audio.dtype == np.int16 and audio.ndim == 1 and sample_rate == WIRE_SAMPLE_RATE:
+            pcm = audio
+        else:
+            pcm = to_wire(audio, sample_rate)
+        collector = ReplyCollector()
+        speaker = asyncio.create_task(self._speak_question(pcm, realtime, collector))
+        speaker.add_done_callback(self._report_failure)
+        try:
+            await self._collect(collector, on_event, reply_timeout_s)
+        finally:
+            speaker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RealtimeError):
+                await speaker
+        return collector.reply
+
+    def _report_failure(self, task: asyncio.Task[None]) -> None:
+        """Wake the consumer with a sender's unexpected error (a dropped connection is
+        reported by the reader instead)."""
+        if task.cancelled() or isinstance(task.exception(), ConnectionLost):
+            return
+        if task.exception() is not None:
+            self._queue.put_nowait(_Failure(task.exception()))  # type: ignore[arg-type]
+
+    async def _speak_question(
+        self, pcm: np.ndarray, realtime: bool, collector: ReplyCollector
+    ) -> None:
+        manual = self.turn_detection is None
+        if manual:
+            chunks: Iterable[np.ndarray] = chunks_of(pcm)
+        elif realtime:  # a live microphone: silence goes on while the reply comes
+            chunks = itertools.chain(chunks_of(pcm), _silence_while(lambda: not collector.done))
+        else:  # just enough silence for the server's turn detection to close the turn
+            chunks = chunks_of(np.concatenate([pcm, silence(FAST_TRAILING_SILENCE_MS)]))
+        timings = collector.reply.timings
+
+        def mark(sent_at: float) -> None:
+            timings.speech_end_sent_at = sent_at
+
+        end_sample = speech_end(pcm) or len(pcm)
+        await self.stream_chunks(chunks, realtime=realtime, mark_sample=end_sample, on_mark=mark)
+        if manual:
+            await self.commit()
+            await self.create_response()
+
+    async def _collect(
+        self,
+        collector: ReplyCollector,
+        on_event: Callable[[ServerEvent], None] | None,
+        reply_timeout_s: float,
+    ) -> None:
+        started = time.monotonic()
+        deadline = started + reply_timeout_s
+        while not collector.done:
+            try:
+                event = await self.next_event(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise RealtimeError(f"no complete reply within {reply_timeout_s:g} s") from None
+            if event.received_at < started:
+                continue  # left over from before this question
+            if isinstance(event, Reconnected):
+                raise ConnectionLost(
+                    "the connection dropped during the reply; a new session is open, ask again",
+                    reconnected=True,
+                )
+            collector.feed(event)
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, ErrorEvent):
+                raise ServerError(event)
+
+    async def barge_in(self, player: Player) -> tuple[str, int] | None:
+        """Stop playback at once and truncate the assistant's item at what was played (the
+        server cancels the response if it is still in progress). Returns (item_id, ms played),
+        or None when nothing was playing. The server answers `conversation.item.truncated`."""
+        stopped = player.stop()
+        if stopped is not None:
+            await self.truncate(*stopped)
+        return stopped
+
+
+def chunks_of(pcm: np.ndarray, chunk_ms: int = CHUNK_MS) -> Iterator[np.ndarray]:
+    step = WIRE_SAMPLE_RATE * chunk_ms // 1000
+    for begin in range(0, len(pcm), step):
+        yield pcm[begin : begin + step]
+
+
+def _silence_while(going_on: Callable[[], bool]) -> Iterator[np.ndarray]:
+    """CHUNK_MS silences while `going_on()`, for at most LISTEN_SILENCE_MAX_S."""
+    quiet = silence(CHUNK_MS)
+    for _ in range(int(LISTEN_SILENCE_MAX_S * 1000 / CHUNK_MS)):
+        if not going_on():
+            return
+        yield quiet

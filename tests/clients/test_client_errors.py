@@ -1,0 +1,45 @@
+"""What the library raises when the server says no: typed errors with messages for a user."""
+
+from __future__ import annotations
+
+import pytest
+from step_realtime_client import (
+    AuthenticationError,
+    RealtimeClient,
+    ServerError,
+    ServerRefused,
+    mint_client_secret,
+)
+
+from server.settings import Settings
+from tests.clients.harness import API_KEY, RunningServer, start_server, stop_server
+from tests.server.espeak_responder import FixedReplyResponder
+
+
+async def test_a_bad_key_or_secret_raises_authentication_error(
+    running_server: RunningServer,
+) -> None:
+    for key in ("sk-wrong", "ek_expired-or-made-up", None):
+        with pytest.raises(AuthenticationError, match="refused the credentials"):
+            await RealtimeClient(running_server.url, api_key=key).connect()
+    with pytest.raises(AuthenticationError):
+        await mint_client_secret(running_server.url, "sk-wrong")
+
+
+async def test_a_full_server_refuses_with_try_again_later() -> None:
+    server, task, port = await start_server(FixedReplyResponder(), Settings(max_sessions=1))
+    url = f"ws://127.0.0.1:{port}/v1/realtime"
+    try:
+        async with RealtimeClient(url):
+            with pytest.raises(ServerRefused, match="try again later"):
+                await RealtimeClient(url).connect()
+    finally:
+        await stop_server(server, task)
+
+
+async def test_a_bad_session_update_names_the_field(running_server: RunningServer) -> None:
+    client = RealtimeClient(running_server.url, api_key=API_KEY,
+                            session={"audio": {"output": {"voice": "nobody"}}})
+    with pytest.raises(ServerError, match="nobody") as raised:
+        await client.connect()
+    assert raised.value.event.code == "invalid_value"
