@@ -97,13 +97,21 @@ def open_model(settings: Settings) -> Responder:
     from streaming.model.config import CheckpointError
     from streaming.pipeline import ResponderSettings
     from streaming.pipeline import load_responder as load_model_responder
+    from streaming.scheduler import ScheduleSettings
 
     try:
         return load_model_responder(
             settings.model, device=settings.device, dtype=settings.dtype,
             max_sequences=settings.max_sequences, max_seq_len=settings.max_seq_len,
             tts_backend=settings.tts_backend,
-            settings=ResponderSettings(temperature=settings.temperature),
+            settings=ResponderSettings(
+                temperature=settings.temperature,
+                schedule=ScheduleSettings(
+                    reasoning_segment=settings.reasoning_segment_tokens,
+                    answer_segment=settings.answer_segment_tokens,
+                    reasoning_budget=settings.reasoning_budget,
+                ),
+            ),
         )
     except (CheckpointError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None

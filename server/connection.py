@@ -6,6 +6,8 @@
   a slow reader slows the model instead of growing memory; control events never wait.
 - One task per response consumes the responder. Cancelling it closes the responder's async
   generator, whose `finally` stops the engine and the speech stream.
+- A response's usage and stage timings are observed when its `response.done` goes out, so a
+  discarded speculative start leaves no trace beyond the speculation counters.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from server.protocol import (
     Session,
     StartResponse,
 )
-from streaming.responder import Responder, ResponseFinished
+from server.protocol.session import PrepareResponse
+from streaming.responder import AnswerDelta, ReasoningDelta, Responder, ResponseFinished
+from streaming.scheduler import mode_for_effort
 
 log = logging.getLogger("server.connection")
 
@@ -92,6 +96,9 @@ class Connection:
         self._responses: dict[str, asyncio.Task[None]] = {}
         self._started: dict[str, StartResponse] = {}  # until response.done or cancel
         self._latency: dict[str, StartResponse] = {}  # responses awaiting their first audio
+        self._finished: dict[str, ResponseFinished] = {}  # observed when response.done goes out
+        self._tokens: dict[str, int] = {}  # decoded so far, per response (for wasted work)
+        self._preparing: set[asyncio.Task[None]] = set()  # work ahead on turns in progress
         self._audio_in_ms = 0.0
         self._audio_out_ms = 0.0
         self._context = {"session_id": session.id}
@@ -102,9 +109,10 @@ class Connection:
             self._handle(self.session.start())
             await self._receive_loop(sender)
         finally:
-            for task in list(self._responses.values()):
+            tasks = [*self._responses.values(), *self._preparing]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._responses.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
@@ -150,13 +158,17 @@ class Connection:
                 self._confirm(output)
             elif isinstance(output, CancelResponse):
                 self._cancel(output)
+            elif isinstance(output, PrepareResponse):
+                self._prepare(output)
             elif isinstance(output, Close):
                 self.outbox.push(output)
         self._count_audio()
 
     def _start(self, action: StartResponse) -> None:
         self._started[action.response_id] = action
-        if not action.speculative:
+        if action.speculative:
+            self.metrics.speculative_starts.inc()
+        else:
             self._latency[action.response_id] = action
         task = asyncio.create_task(self._run_response(action))
         self._responses[action.response_id] = task
@@ -180,6 +192,8 @@ class Connection:
     def _cancel(self, action: CancelResponse) -> None:
         self._started.pop(action.response_id, None)
         self._latency.pop(action.response_id, None)
+        self._finished.pop(action.response_id, None)
+        tokens = self._tokens.pop(action.response_id, 0)
         task = self._responses.get(action.response_id)
         if task is not None:
             task.cancel()
@@ -187,10 +201,22 @@ class Connection:
             self.metrics.barge_ins.inc()
         elif action.reason == "speculation_discarded":
             self.metrics.speculations.labels("discarded").inc()
+            self.metrics.speculation_wasted_tokens.inc(tokens)
         log.info(
             "response cancelled",
             extra={**self._context, "response_id": action.response_id, "reason": action.reason},
         )
+
+    def _prepare(self, action: PrepareResponse) -> None:
+        task = asyncio.create_task(self._run_prepare(action))
+        self._preparing.add(task)
+        task.add_done_callback(self._preparing.discard)
+
+    async def _run_prepare(self, action: PrepareResponse) -> None:
+        try:
+            await self.responder.prepare(action.request)
+        except Exception:  # working ahead is an optimisation: the turn goes on without it
+            log.exception("responder.prepare failed", extra=self._context)
 
     async def _run_response(self, action: StartResponse) -> None:
         response_id = action.response_id
@@ -198,8 +224,10 @@ class Connection:
         try:
             async for event in stream:
                 await self.outbox.wait_writable()
-                if isinstance(event, ResponseFinished):
-                    self._observe_finished(event)
+                if isinstance(event, ReasoningDelta | AnswerDelta):
+                    self._tokens[response_id] = self._tokens.get(response_id, 0) + event.tokens
+                elif isinstance(event, ResponseFinished):
+                    self._finished[response_id] = event
                 self._handle(self.session.on_response_event(response_id, event))
                 if isinstance(event, ResponseFinished):
                     break
@@ -213,9 +241,9 @@ class Connection:
             if aclose is not None:
                 await aclose()
 
-    def _observe_finished(self, event: ResponseFinished) -> None:
+    def _observe_finished(self, event: ResponseFinished, mode: str) -> None:
         for stage, seconds in event.stage_seconds.items():
-            self.metrics.stage.labels(stage).observe(seconds)
+            self.metrics.stage.labels(stage, mode).observe(seconds)
         self.metrics.reasoning_tokens.inc(event.reasoning_tokens)
         self.metrics.answer_tokens.inc(event.answer_tokens)
 
@@ -249,8 +277,12 @@ class Connection:
             self.metrics.protocol_errors.labels(event["error"]["code"]).inc()
         elif type_ == "response.done":
             response = event["response"]
-            self._started.pop(response["id"], None)
+            started = self._started.pop(response["id"], None)
             self._latency.pop(response["id"], None)
+            self._tokens.pop(response["id"], None)
+            finished = self._finished.pop(response["id"], None)
+            if finished is not None and started is not None:
+                self._observe_finished(finished, _mode(started))
             self.metrics.responses.labels(response["status"]).inc()
             log.info(
                 "response done",
@@ -262,14 +294,18 @@ class Connection:
             )
 
     def _observe_first_audio(self, action: StartResponse, written_at: float) -> None:
+        mode = _mode(action)
         if action.committed_at is not None:
-            self.metrics.stage.labels("server").observe(written_at - action.committed_at)
+            self.metrics.stage.labels("server", mode).observe(written_at - action.committed_at)
         if action.speech_end_at is None:
             return  # no VAD turn: first-packet latency is defined from the end of speech
-        self.metrics.first_audio_latency.labels(action.mode).observe(
-            written_at - action.speech_end_at
-        )
+        self.metrics.first_audio_latency.labels(mode).observe(written_at - action.speech_end_at)
         if action.committed_at is not None:
-            self.metrics.stage.labels("endpoint").observe(
+            self.metrics.stage.labels("endpoint", mode).observe(
                 action.committed_at - action.speech_end_at
             )
+
+
+def _mode(action: StartResponse) -> str:
+    """The `mode` label: the reasoning scheduler's mode for the response's effort."""
+    return mode_for_effort(action.request.reasoning_effort)

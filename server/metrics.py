@@ -2,9 +2,16 @@
 
 First-packet latency (FPL) = time the first `response.output_audio.delta` of a response is
 written to the socket minus the arrival of the last audio frame that turn detection classed as
-speech. Its parts go to `realtime_stage_seconds{stage}`: `endpoint` (speech end -> turn
-committed), `server` (commit -> first audio written), and the responder's own stages (encode,
-prefill, first_reasoning_token, first_answer_token, first_tts_chunk).
+speech. Its parts go to `realtime_stage_seconds{stage,mode}`: `endpoint` (speech end -> turn
+committed), `server` (commit -> first audio written), and the responder's own stages, in seconds
+from the start of the response's work (encode, prefill, first_reasoning_token,
+first_answer_token, first_tts_chunk). `mode` is the reasoning scheduler's mode of the response
+(`streaming.scheduler.mode_for_effort`: no_think, speak_first, think_first, think_then_speak).
+
+Speculative starts (DESIGN section 5): `realtime_speculative_starts` counts them,
+`realtime_speculations{outcome}` their outcome (used: a hit; discarded), and
+`realtime_speculation_wasted_tokens` the tokens decoded for discarded ones. A discarded start
+leaves no other trace: no response counted, no latency or stage observed.
 
 Each app has its own registry, so that several apps (tests) can live in one process.
 """
@@ -31,8 +38,8 @@ class Metrics:
         )
         self.stage = Histogram(
             "realtime_stage_seconds",
-            "Latency of each stage of a response",
-            ["stage"],
+            "Latency of each stage of a response, by reasoning mode",
+            ["stage", "mode"],
             buckets=FIRST_AUDIO_BUCKETS,
             registry=r,
         )
@@ -59,6 +66,16 @@ class Metrics:
             "realtime_speculations",
             "Responses started in a pause before the turn committed, by outcome (used|discarded)",
             ["outcome"],
+            registry=r,
+        )
+        self.speculative_starts = Counter(
+            "realtime_speculative_starts",
+            "Responses started in a pause inside a turn, before it committed",
+            registry=r,
+        )
+        self.speculation_wasted_tokens = Counter(
+            "realtime_speculation_wasted_tokens",
+            "Tokens decoded for speculative responses that were discarded",
             registry=r,
         )
         self.protocol_errors = Counter(

@@ -70,6 +70,15 @@ class Settings:
     max_seq_len: int = _opt(4096, "longest sequence (prompt and reply) in tokens per slot")
     tts_backend: str = _opt("espeak", "speech synthesis backend: espeak, kokoro")
     temperature: float = _opt(0.0, "default sampling temperature; 0 is greedy")
+    reasoning_segment_tokens: int = _opt(
+        80, "thinking while speaking: reasoning tokens per segment (Tc)"
+    )
+    answer_segment_tokens: int = _opt(
+        20, "thinking while speaking: answer tokens per segment (Tr)"
+    )
+    reasoning_budget: int | None = _opt(
+        None, "most reasoning tokens before the reasoning is closed; default: no budget"
+    )
 
     def bind_host(self) -> str:
         """The address to bind: loopback unless keys are set or remote access was allowed."""

@@ -2,12 +2,15 @@
 
 `ModelResponder` implements `streaming.responder.Responder` over one checkpoint, one shared
 engine (so concurrent sessions share decode steps) and one TTS backend. For each response it
-encodes the user's audio (cached per conversation item), builds the R1 prompt, streams the
-engine's tokens through the reasoning parser, sends answer text to the speech stream as it is
-decoded, and merges the two outputs (text deltas and audio chunks) into one event stream.
+encodes the user's audio (cached per conversation item), builds the prompt, lets the reasoning
+scheduler (`streaming.scheduler`, DESIGN section 6) run the reasoning and answer branches on the
+engine in the mode of the request's reasoning effort, sends answer text to the speech stream as
+it is decoded (reasoning is never spoken), and merges the two outputs (text deltas and audio
+chunks) into one event stream.
 
-Closing the generator (barge-in, `response.cancel`) cancels the engine sequence and the speech
-stream in its `finally`, so no work goes on for a reply nobody will hear.
+Closing the generator (barge-in, `response.cancel`, a discarded speculative start) cancels the
+engine sequences and the speech stream in its `finally`, so no work goes on for a reply nobody
+will hear.
 """
 
 from __future__ import annotations
@@ -17,20 +20,20 @@ import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from streaming.engine.base import Engine, SamplingParams, TokenStream
+from streaming.engine.base import Engine, SamplingParams
 from streaming.model.checkpoint import LoadedModel
+from streaming.model.frontend import CHUNK_SAMPLES, split_chunks
 from streaming.model.prompt import Message, PromptBuilder, audio_message
-from streaming.reasoning import ReplyDelta, ReplyParser
+from streaming.reasoning import ReplyParser
 from streaming.responder import (
     AnswerDelta,
-    ReasoningDelta,
     Responder,
     ResponseEvent,
     ResponseFinished,
@@ -38,13 +41,14 @@ from streaming.responder import (
     SpeechChunk,
     Turn,
 )
+from streaming.scheduler import ReplyScheduler, ScheduleSettings, schedule_for
 from tts.base import SpeechStream, TTSBackend
 
 logger = logging.getLogger(__name__)
 
-# Encoded user audio kept per conversation item, so a long conversation does not re-encode its
-# history at every turn. Least recently used entries go first.
-AUDIO_CACHE_ITEMS = 256
+# Encoded user audio kept per 25 s chunk of each conversation item, so that a long conversation
+# does not re-encode its history at every turn. Least recently used chunks go first.
+AUDIO_CACHE_CHUNKS = 256
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class ResponderSettings:
     repetition_penalty: float = 1.0
     max_output_tokens: int = 1024
     voice: str = "alloy"
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)  # Tc, Tr, budget
 
 
 class ModelResponder(Responder):
@@ -64,9 +69,8 @@ class ModelResponder(Responder):
         self.tts = tts
         self.settings = settings or ResponderSettings()
         self.builder = PromptBuilder(loaded.tokenizer, loaded.special)
-        self._audio_cache: collections.OrderedDict[str, list[torch.Tensor]] = (
-            collections.OrderedDict()
-        )
+        self._audio_cache: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
+        self.encoded_chunks = 0  # audio chunks run through the encoder (for tests and metrics)
 
     def voices(self) -> list[str]:
         return self.tts.voices()
@@ -76,22 +80,25 @@ class ModelResponder(Responder):
         await self.tts.close()
 
     async def respond(self, request: ResponseRequest) -> AsyncIterator[ResponseEvent]:
-        clock = _StageClock()
+        clock = StageClock()
         messages = await self._messages(request)
         clock.mark("encode")
-        thinks = request.reasoning_effort != "minimal"  # TODO(scheduler): the other modes
-        prompt = self.builder.build(messages, add_generation_prompt=False)
-        prompt.token_ids += self.builder.assistant_prefix(None if thinks else "")
+        conversation = self.builder.build(messages, add_generation_prompt=False)
+        schedule = schedule_for(request.reasoning_effort, self.settings.schedule)
+        scheduler = ReplyScheduler(self.engine, self.builder, conversation, schedule,
+                                   self._sampling(request), self._parser, clock.mark)
         speech = self.tts.open_stream(request.voice or self.settings.voice,
                                       request.speech_rate) if request.speak else None
-        stream = await self.engine.submit(prompt, self._sampling(request))
-        reply = _Reply(self.loaded, stream, speech, clock, input_tokens=len(prompt),
-                       starts_in_reasoning=thinks)
+        reply = _Reply(scheduler, speech, clock, input_tokens=len(conversation))
         try:
             async for event in reply.events():
                 yield event
         finally:
-            await reply.stop(self.engine)
+            await reply.stop()
+
+    def _parser(self, starts_in_reasoning: bool) -> ReplyParser:
+        return ReplyParser(self.loaded.tokenizer, stop_ids=self.loaded.special.stop_ids,
+                           starts_in_reasoning=starts_in_reasoning)
 
     def _sampling(self, request: ResponseRequest) -> SamplingParams:
         s = self.settings
@@ -116,24 +123,44 @@ class ModelResponder(Responder):
             raise ValueError(f"only user turns may carry audio, not {turn.role!r}")
         return audio_message(await self._encode(turn), text=turn.text)
 
+    async def prepare(self, request: ResponseRequest) -> None:
+        """Encode the finished 25 s chunks of the audio so far (they are the same samples in
+        the committed turn), so that at the end of a long turn only its last chunk is left.
+
+        Prefill is not done ahead: the engine can fork a prefilled sequence only with a suffix
+        of token ids, and the rest of the turn is audio embeddings."""
+        for turn in request.turns:
+            if turn.audio is None or turn.item_id is None:
+                continue
+            for index, chunk in enumerate(split_chunks(np.asarray(turn.audio, np.float32))):
+                if len(chunk) == CHUNK_SAMPLES:
+                    await self._encode_chunk(turn.item_id, index, chunk)
+
     async def _encode(self, turn: Turn) -> list[torch.Tensor]:
-        # The length is part of the key: a speculative start encodes an item's audio before the
-        # turn has all of it.
-        key = None if turn.item_id is None else f"{turn.item_id}:{len(turn.audio)}"
+        assert turn.audio is not None
+        chunks = split_chunks(np.asarray(turn.audio, dtype=np.float32))
+        return [await self._encode_chunk(turn.item_id, index, chunk)
+                for index, chunk in enumerate(chunks)]
+
+    async def _encode_chunk(self, item_id: str | None, index: int, chunk: torch.Tensor
+                            ) -> torch.Tensor:
+        """One <= 25 s chunk's embeddings, cached per conversation item, chunk and length (a
+        speculative start or `prepare` sees a turn before it has all its audio)."""
+        key = None if item_id is None else f"{item_id}:{index}:{len(chunk)}"
         if key is not None and key in self._audio_cache:
             self._audio_cache.move_to_end(key)
             return self._audio_cache[key]
-        wave = np.asarray(turn.audio, dtype=np.float32)
         # Encoding is model work: run it off the event loop.
-        chunks = await asyncio.to_thread(self.loaded.model.encode_audio, wave)
+        [embeds] = await asyncio.to_thread(self.loaded.model.encode_audio, chunk)
+        self.encoded_chunks += 1
         if key is not None:
-            self._audio_cache[key] = chunks
-            while len(self._audio_cache) > AUDIO_CACHE_ITEMS:
+            self._audio_cache[key] = embeds
+            while len(self._audio_cache) > AUDIO_CACHE_CHUNKS:
                 self._audio_cache.popitem(last=False)
-        return chunks
+        return embeds
 
 
-class _StageClock:
+class StageClock:
     """Seconds from the start of a response to the first time each stage is reached."""
 
     def __init__(self) -> None:
@@ -145,15 +172,11 @@ class _StageClock:
 
 
 class _Reply:
-    """One response in flight: the token stream and the speech stream, merged into events."""
+    """One response in flight: the scheduler's deltas and the speech stream, merged."""
 
-    def __init__(self, loaded: LoadedModel, stream: TokenStream, speech: SpeechStream | None,
-                 clock: _StageClock, input_tokens: int, starts_in_reasoning: bool) -> None:
-        self.parser = ReplyParser(loaded.tokenizer, stop_ids=loaded.special.stop_ids,
-                                  starts_in_reasoning=starts_in_reasoning)
-        self.reasoning_tokens = 0
-        self.answer_tokens = 0
-        self.stream = stream
+    def __init__(self, scheduler: ReplyScheduler, speech: SpeechStream | None,
+                 clock: StageClock, input_tokens: int) -> None:
+        self.scheduler = scheduler
         self.speech = speech
         self.clock = clock
         self.input_tokens = input_tokens
@@ -183,36 +206,25 @@ class _Reply:
         else:
             self.events_queue.put_nowait(None)
 
-    async def stop(self, engine: Engine) -> None:
+    async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.stream.output.finish_reason is None:
-            await engine.cancel(self.stream.seq_id)
+        await self.scheduler.stop()
         if self.speech is not None:
             await self.speech.cancel()
 
     async def _decode(self) -> None:
-        async for token in self.stream:
-            self.clock.mark("prefill")  # time to the first generated token
-            if self.parser.in_answer:
-                self.answer_tokens += 1
+        async for event in self.scheduler.events():
+            if isinstance(event, AnswerDelta):
+                self.clock.mark("first_answer_token")
+                if self.speech is not None:
+                    self.speech.feed(event.text)  # the answer only: reasoning is never spoken
             else:
-                self.reasoning_tokens += 1
-            self._emit(self.parser.push(token))
-        self._emit(self.parser.finish())
+                self.clock.mark("first_reasoning_token")
+            self.events_queue.put_nowait(event)
         if self.speech is not None:
             self.speech.flush()
-
-    def _emit(self, delta: ReplyDelta) -> None:
-        if delta.reasoning:
-            self.clock.mark("first_reasoning_token")
-            self.events_queue.put_nowait(ReasoningDelta(delta.reasoning))
-        if delta.answer:
-            self.clock.mark("first_answer_token")
-            self.events_queue.put_nowait(AnswerDelta(delta.answer))
-            if self.speech is not None:
-                self.speech.feed(delta.answer)
 
     async def _speak(self) -> None:
         assert self.speech is not None
@@ -221,16 +233,15 @@ class _Reply:
             self.events_queue.put_nowait(SpeechChunk(chunk))
 
     def _finished(self) -> ResponseFinished:
-        output = self.stream.output
-        complete = output.finish_reason == "stop"
+        scheduler = self.scheduler
         return ResponseFinished(
-            status="completed" if complete else "incomplete",
+            status="completed" if scheduler.complete else "incomplete",
             input_tokens=self.input_tokens,
-            reasoning_tokens=self.reasoning_tokens,
-            answer_tokens=self.answer_tokens,
+            reasoning_tokens=scheduler.reasoning_tokens,
+            answer_tokens=scheduler.answer_tokens,
             stage_seconds=dict(self.clock.stages),
+            mode=scheduler.schedule.mode,
         )
-
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -85,5 +85,11 @@ class Responder(abc.ABC):
     def respond(self, request: ResponseRequest) -> AsyncIterator[ResponseEvent]:
         """An async generator of the reply's events, ending with `ResponseFinished`."""
 
+    async def prepare(self, request: ResponseRequest) -> None:  # noqa: B027 - optional hook
+        """The user is still speaking: `request` is the conversation with the turn's audio so
+        far (its last turn's `item_id` is the one the committed turn will have). Do now the
+        work that the final `respond` will reuse, so that the work left when the turn ends does
+        not grow with its length. Called with ever longer audio; by default nothing."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine and speech workers."""

@@ -17,6 +17,9 @@ Rules of the design:
   are held back; when the turn commits they go out (`ConfirmResponse`) and the response goes
   on live; if speech resumes, or the client changes anything, it is thrown away
   (`CancelResponse` with reason `speculation_discarded`) and the client never hears of it.
+- Listening ahead: every `prepare_every_ms` of a turn still in progress, `PrepareResponse`
+  hands the conversation with the audio so far to the adapter, which lets the responder work
+  ahead (encode finished chunks), so that the work left at the end of a long turn stays small.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ from streaming.responder import (
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # ~20 s of 24 kHz PCM16 in base64 per message
 DEFAULT_MAX_INPUT_BUFFER_MS = 10 * 60 * 1000  # a turn longer than this is not a conversation
+# The model's audio encoder takes 25 s chunks: each one finished while the user still speaks
+# can be encoded ahead (streaming.model.frontend.CHUNK_SECONDS).
+PREPARE_EVERY_MS = 25_000
 
 
 # client events after which a speculative response no longer fits the conversation
@@ -109,6 +115,14 @@ class ConfirmResponse:
 
 
 @dataclass
+class PrepareResponse:
+    """The turn in progress grew by another `prepare_every_ms`: the responder may work ahead on
+    `request` (the conversation with the audio so far). Nothing goes to the client."""
+
+    request: ResponseRequest
+
+
+@dataclass
 class CancelResponse:
     response_id: str
     reason: str  # "turn_detected" (barge-in), "client_cancelled", "speculation_discarded"
@@ -120,7 +134,7 @@ class Close:
     reason: str
 
 
-Action = StartResponse | ConfirmResponse | CancelResponse | Close
+Action = StartResponse | ConfirmResponse | CancelResponse | PrepareResponse | Close
 Output = dict[str, Any] | Action
 
 
@@ -156,6 +170,7 @@ class Session:
         limits: Limits | None = None,
         session_id: str | None = None,
         speculate_after_ms: int | None = None,
+        prepare_every_ms: int | None = PREPARE_EVERY_MS,
     ) -> None:
         self.id = session_id or new_id("sess")
         self.config = config
@@ -177,6 +192,8 @@ class Session:
         self._idle_since_ms: float | None = None
         self._speculate_after_ms = speculate_after_ms
         self._speculation: Speculation | None = None
+        self._prepare_every_ms = prepare_every_ms
+        self._prepared_parts = 0  # PrepareResponse actions sent for the turn in progress
 
     # --- public API --------------------------------------------------------------------
 
@@ -415,6 +432,7 @@ class Session:
                 self._on_speech_stopped(vad_event.audio_end_ms, now)
         if self._vad.in_speech:
             self._speculate()
+            self._prepare_ahead()
         else:
             self._check_idle(now)
             # keep only what a coming onset may reach back to
@@ -423,6 +441,7 @@ class Session:
 
     def _on_speech_started(self, audio_start_ms: int) -> None:
         self._speech_start_ms = audio_start_ms
+        self._prepared_parts = 0
         self._idle_since_ms = None
         self._emit(
             "input_audio_buffer.speech_started",
@@ -472,6 +491,21 @@ class Session:
         self._out.append(
             StartResponse(response.id, request, _mode(options), None, None, speculative=True)
         )
+
+    def _prepare_ahead(self) -> None:
+        """Every `prepare_every_ms` of the turn in progress: let the responder work ahead."""
+        if self._prepare_every_ms is None:
+            return
+        turn_ms = self._buffer.end / SAMPLES_PER_MS - self._speech_start_ms
+        parts = int(turn_ms // self._prepare_every_ms)
+        if parts <= self._prepared_parts:
+            return
+        self._prepared_parts = parts
+        audio = self._buffer.slice(self._speech_start_ms * SAMPLES_PER_MS, self._buffer.end)
+        turn = Turn("user", audio=to_model_audio(audio), item_id=self._next_item_id)
+        options = response_options(self.config, None, self.voices)
+        _, request = self._prepare_response(options, [turn])
+        self._out.append(PrepareResponse(request))
 
     def _confirm_speculation(self, speech_end_at: float | None, committed_at: float) -> None:
         speculation = self._speculation

@@ -13,6 +13,7 @@ from server.app import create_app
 from server.settings import Settings
 from streaming.pipeline import ResponderSettings, load_responder
 from streaming.responder import Responder
+from streaming.scheduler import ScheduleSettings
 from tests.server.espeak_responder import FixedReplyResponder
 from tests.server.helpers import running
 
@@ -24,8 +25,10 @@ def responder() -> Responder:
 
 
 # A reply of the tiny random model: long enough for a second or more of speech, short enough
-# that 16 sessions finish quickly on two cores.
+# that 16 sessions finish quickly on two cores. Random weights rarely close their reasoning: the
+# reasoning budget closes it, so that every reply has reasoning and a spoken answer.
 MODEL_REPLY_TOKENS = 40
+MODEL_REASONING_TOKENS = 12
 
 
 @pytest.fixture
@@ -33,7 +36,10 @@ async def model_responder(tiny_checkpoint: Path) -> AsyncIterator[Responder]:
     """The real model side: the tiny checkpoint through the torch engine and espeak-ng."""
     responder = load_responder(
         tiny_checkpoint, device="cpu", dtype="float32", max_sequences=16, max_seq_len=1024,
-        settings=ResponderSettings(max_output_tokens=MODEL_REPLY_TOKENS),
+        settings=ResponderSettings(
+            max_output_tokens=MODEL_REPLY_TOKENS,
+            schedule=ScheduleSettings(reasoning_budget=MODEL_REASONING_TOKENS),
+        ),
     )
     yield responder
     await responder.close()

@@ -79,12 +79,12 @@ async def test_audio_turn_over_the_socket_and_metrics(make_server) -> None:
             async with httpx.AsyncClient() as http:
                 text = (await http.get(f"http://{address}/metrics")).text
     samples = metric_samples(text)
-    fpl_count = samples[("realtime_first_audio_latency_seconds_count", (("mode", "default"),))]
+    fpl_count = samples[("realtime_first_audio_latency_seconds_count", (("mode", "think_first"),))]
     assert fpl_count == 1
-    assert samples[("realtime_first_audio_latency_seconds_sum", (("mode", "default"),))] > 0
-    assert samples[("realtime_stage_seconds_count", (("stage", "endpoint"),))] == 1
-    assert samples[("realtime_stage_seconds_count", (("stage", "server"),))] == 1
-    assert samples[("realtime_stage_seconds_count", (("stage", "first_tts_chunk"),))] == 1
+    assert samples[("realtime_first_audio_latency_seconds_sum", (("mode", "think_first"),))] > 0
+    assert samples[("realtime_stage_seconds_count", (("mode", "think_first"), ("stage", "endpoint")))] == 1
+    assert samples[("realtime_stage_seconds_count", (("mode", "think_first"), ("stage", "server")))] == 1
+    assert samples[("realtime_stage_seconds_count", (("mode", "think_first"), ("stage", "first_tts_chunk")))] == 1
     assert samples[("realtime_sessions_active", ())] == 1
     assert samples[("realtime_sessions_capacity", ())] == 16
     assert samples[("realtime_sessions_total", ())] == 1

@@ -1,0 +1,275 @@
+"""The reply pipeline (`ModelResponder`): scheduler, real espeak-ng speech, and the server around
+it over a real socket on 127.0.0.1. The model is the tiny checkpoint overfitted to fixed replies
+(overfit_model.py), so that the reasoning closes and the answer is known."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.app import create_app
+from server.settings import Settings
+from streaming.engine.base import SamplingParams
+from streaming.engine.torch_engine import TorchEngine
+from streaming.model.checkpoint import LoadedModel
+from streaming.model.prompt import PromptBuilder
+from streaming.pipeline import ModelResponder, ResponderSettings
+from streaming.reasoning import ReplyParser
+from streaming.responder import (
+    AnswerDelta,
+    ReasoningDelta,
+    ResponseFinished,
+    ResponseRequest,
+    SpeechChunk,
+    Turn,
+)
+from streaming.scheduler import MODES, ScheduleSettings
+from tests.server.helpers import appends, recv_until, running, spoken
+from tests.streaming.overfit_model import REPLIES, conversation_ids, overfit
+from tts import get_backend
+from tts.base import AudioChunk, SpeechStream, TTSBackend
+
+LONG = REPLIES[0]
+MAX_TOKENS = 64
+SCHEDULE = ScheduleSettings(reasoning_segment=8, answer_segment=4)
+RESPONDER_STAGES = {"encode", "prefill", "first_reasoning_token", "first_answer_token",
+                    "first_tts_chunk"}
+
+
+class RecordingTTS(TTSBackend):
+    """Real espeak-ng speech; it also records every piece of text it was asked to speak."""
+
+    def __init__(self) -> None:
+        self.backend = get_backend("espeak")
+        self.fed: list[str] = []
+
+    def voices(self) -> list[str]:
+        return self.backend.voices()
+
+    def open_stream(self, voice: str, rate: float = 1.0) -> SpeechStream:
+        return _RecordingStream(self.backend.open_stream(voice, rate), self.fed)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+class _RecordingStream(SpeechStream):
+    def __init__(self, stream: SpeechStream, fed: list[str]) -> None:
+        self.stream, self.fed = stream, fed
+
+    def feed(self, text: str) -> None:
+        self.fed.append(text)
+        self.stream.feed(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    async def cancel(self) -> None:
+        await self.stream.cancel()
+
+    def __aiter__(self) -> AsyncIterator[AudioChunk]:
+        return self.stream.__aiter__()
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoint: Path) -> LoadedModel:
+    return overfit(tiny_checkpoint)
+
+
+@pytest.fixture
+async def responder(loaded: LoadedModel) -> AsyncIterator[ModelResponder]:
+    engine = TorchEngine(loaded.model.model, loaded.model.lm_head, max_slots=8, max_seq_len=512)
+    settings = ResponderSettings(max_output_tokens=MAX_TOKENS, schedule=SCHEDULE)
+    responder = ModelResponder(loaded, engine, RecordingTTS(), settings)
+    yield responder
+    await responder.close()
+
+
+def _request(effort: str) -> ResponseRequest:
+    return ResponseRequest(turns=[Turn("user", text=LONG.question)], reasoning_effort=effort)
+
+
+async def _collect(responder: ModelResponder, request: ResponseRequest) -> dict[str, list]:
+    events: dict[str, list] = {"reasoning": [], "answer": [], "speech": [], "done": []}
+    async for event in responder.respond(request):
+        if isinstance(event, ReasoningDelta):
+            events["reasoning"].append(event.text)
+        elif isinstance(event, AnswerDelta):
+            events["answer"].append(event.text)
+        elif isinstance(event, SpeechChunk):
+            events["speech"].append(event.chunk)
+        else:
+            assert isinstance(event, ResponseFinished)
+            events["done"].append(event)
+    return events
+
+
+async def _single_sequence_answer(loaded: LoadedModel, engine: TorchEngine) -> str:
+    builder = PromptBuilder(loaded.tokenizer, loaded.special)
+    prompt = builder.build([], add_generation_prompt=False)
+    prompt.token_ids = conversation_ids(builder, LONG) + builder.assistant_prefix()
+    params = SamplingParams(max_tokens=MAX_TOKENS, stop_ids=loaded.special.stop_ids)
+    parser = ReplyParser(loaded.tokenizer, stop_ids=loaded.special.stop_ids)
+    async for token in await engine.submit(prompt, params):
+        parser.push(token)
+    parser.finish()
+    return parser.answer
+
+
+async def test_think_then_speak_speaks_the_single_sequence_answer(loaded, responder) -> None:
+    reference = await _single_sequence_answer(loaded, responder.engine)
+    events = await _collect(responder, _request("xhigh"))
+    spoken_text = "".join(responder.tts.fed)
+    assert spoken_text == reference == LONG.answer
+    assert "".join(events["reasoning"]) == LONG.reasoning
+    assert sum(len(chunk.pcm) for chunk in events["speech"]) > 0
+    [done] = events["done"]
+    assert done.mode == "think_then_speak" and done.status == "completed"
+    assert done.reasoning_tokens > 0 and done.answer_tokens > 0
+    assert RESPONDER_STAGES <= set(done.stage_seconds)
+
+
+@pytest.mark.parametrize("effort", ["minimal", "low", "medium", "high", "xhigh"])
+async def test_reasoning_never_reaches_speech(responder, effort) -> None:
+    events = await _collect(responder, _request(effort))
+    spoken_text = "".join(responder.tts.fed)
+    assert spoken_text == "".join(events["answer"])  # what is spoken is the answer, all of it
+    reasoning = "".join(events["reasoning"])
+    assert LONG.reasoning.startswith(reasoning)
+    for marker in ("I hear", "arithmetic", "7 * 6", "<think>", "</think>"):  # reasoning only
+        assert marker not in spoken_text
+    [done] = events["done"]
+    assert done.mode in MODES
+    assert (done.reasoning_tokens == 0) == (effort == "minimal")
+
+
+# --- through the server -----------------------------------------------------------------------
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_history_keeps_the_answer_only(responder) -> None:
+    app = create_app(responder, Settings(reasoning_effort="medium"))
+    async with running(app) as address, websockets.connect(f"ws://{address}/v1/realtime") as ws:
+        await recv_until(ws, "session.created")
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "realtime", "audio": {"input": {"turn_detection": None}}}}))
+        await recv_until(ws, "session.updated")
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": LONG.question}]}}))
+        await ws.send(json.dumps({"type": "response.create"}))
+        events = await recv_until(ws, "response.done")
+        reasoning = "".join(e["delta"] for e in events
+                            if e["type"] == "response.reasoning_text.delta")
+        transcript = "".join(e["delta"] for e in events
+                             if e["type"] == "response.output_audio_transcript.delta")
+        assert reasoning and LONG.reasoning.startswith(reasoning)
+        assert transcript == "".join(responder.tts.fed)
+        item = events[-1]["response"]["output"][0]
+        await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": item["id"]}))
+        [retrieved] = [e for e in await recv_until(ws, "conversation.item.retrieved")
+                       if e["type"] == "conversation.item.retrieved"]
+        history = retrieved["item"]["content"][0]["transcript"]
+        assert history == transcript and "I hear" not in history  # the answer, no reasoning
+        async with httpx.AsyncClient() as http:
+            samples = _samples((await http.get(f"http://{address}/metrics")).text)
+    # the server's stages and the responder's, labelled by the mode that ran
+    assert samples[("realtime_stage_seconds_count",
+                    (("mode", "think_first"), ("stage", "server")))] == 1
+    for stage in RESPONDER_STAGES:
+        assert samples[("realtime_stage_seconds_count",
+                        (("mode", "think_first"), ("stage", stage)))] == 1
+
+
+async def test_resumed_speech_discards_the_speculative_reply_without_a_trace(responder) -> None:
+    settings = Settings(speculative_start_ms=100, reasoning_effort="low")
+    word = spoken("seven", lead_ms=300, tail_ms=0)
+    pause = np.zeros(24_000 * 450 // 1000, np.int16)  # long enough to guess, too short to end
+    rest = spoken("times six", lead_ms=0, tail_ms=1500)
+    async with running(create_app(responder, settings)) as address, \
+            websockets.connect(f"ws://{address}/v1/realtime") as ws:
+        await recv_until(ws, "session.created")
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "realtime",
+            "audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                   "silence_duration_ms": SILENCE_MS}}}}}))
+        await recv_until(ws, "session.updated")
+        for message in appends(np.concatenate([word, pause])):
+            await ws.send(message)
+        await asyncio.sleep(SPECULATION_RUN_S)  # let the guess decode for a while
+        for message in appends(rest):
+            await ws.send(message)
+        events = await recv_until(ws, "response.done")
+        async with httpx.AsyncClient() as http:
+            samples = _samples((await http.get(f"http://{address}/metrics")).text)
+    created = [e for e in events if e["type"] == "response.created"]
+    assert len(created) == 1
+    response_id = created[0]["response"]["id"]
+    assert {e["response_id"] for e in events if "response_id" in e} == {response_id}
+    assert samples[("realtime_speculative_starts_total", ())] >= 2
+    assert samples[("realtime_speculations_total", (("outcome", "discarded"),))] >= 1
+    assert samples[("realtime_speculation_wasted_tokens_total", ())] > 0
+    assert samples[("realtime_responses_total", (("status", "completed"),))] + samples.get(
+        ("realtime_responses_total", (("status", "incomplete"),)), 0) == 1
+    assert samples[("realtime_stage_seconds_count",
+                    (("mode", "speak_first"), ("stage", "prefill")))] == 1
+
+
+SILENCE_MS = 900  # the turn ends after this much silence; the pause above is shorter
+SPECULATION_RUN_S = 1.5  # generous on a shared machine; the guess only has to decode a token
+
+
+# --- listening ahead ----------------------------------------------------------------------------
+
+LONG_TURN_TEXT = (  # about 30 s of espeak-ng speech, with no pause near the silence window
+    "Please listen carefully, because this question is a long one. I went to the market this "
+    "morning and bought seven boxes of apples, and every box held six apples, and then my "
+    "neighbour gave me twelve more apples from her garden, and on the way home I ate two of "
+    "them, and my brother took nine of them for his school friends, so I would like to know, "
+    "after all of that, how many apples I still have in my kitchen at home tonight, and "
+    "whether that is enough to bake three pies that need eight apples each."
+)
+LONG_TURN_SILENCE_MS = 2000  # longer than any pause inside the question
+CHUNK_S = 25  # the encoder's chunk (streaming.model.frontend.CHUNK_SECONDS)
+
+
+async def test_finished_chunks_of_a_long_turn_are_encoded_while_it_is_spoken(responder) -> None:
+    speech = spoken(LONG_TURN_TEXT, lead_ms=300, tail_ms=0)
+    assert len(speech) > (CHUNK_S + 1) * 24_000, "the question must outlast one chunk"
+    settings = Settings(speculative_start_ms=0, reasoning_effort="minimal")  # no speculation
+    async with running(create_app(responder, settings)) as address, \
+            websockets.connect(f"ws://{address}/v1/realtime") as ws:
+        await recv_until(ws, "session.created")
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "realtime",
+            "audio": {"input": {"turn_detection": {
+                "type": "server_vad", "silence_duration_ms": LONG_TURN_SILENCE_MS}}}}}))
+        await recv_until(ws, "session.updated")
+        for message in appends(speech):
+            await ws.send(message)
+        async with asyncio.timeout(30):  # the first 25 s are encoded before the turn ends
+            while responder.encoded_chunks < 1:  # noqa: ASYNC110 - a counter, no event to wait on
+                await asyncio.sleep(0.05)
+        silence = np.zeros(24_000 * (LONG_TURN_SILENCE_MS + 500) // 1000, np.int16)
+        for message in appends(silence):
+            await ws.send(message)
+        events = await recv_until(ws, "response.done")
+    committed = [e for e in events if e["type"] == "input_audio_buffer.committed"]
+    assert len(committed) == 1
+    # at the end of the turn only its last chunk was left to encode
+    assert responder.encoded_chunks == 2
