@@ -129,6 +129,7 @@ def render_response(
     status_details: dict[str, Any] | None = None,
     output: list[dict[str, Any]] | None = None,
     usage: dict[str, Any] | None = None,
+    stage_seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": response_id,
@@ -143,6 +144,8 @@ def render_response(
         "metadata": options.metadata,
         "usage": usage,
     }
+    if stage_seconds:  # our extension: the server-side split of the response's latency
+        body["stage_seconds"] = stage_seconds
     if beta:
         body["modalities"] = _beta_modalities(options.output_modalities)
         body["voice"] = options.voice
@@ -156,11 +159,17 @@ def render_response(
 
 
 def render_usage(input_tokens: int, reasoning_tokens: int, answer_tokens: int) -> dict[str, Any]:
+    """OpenAI's usage object; `reasoning_tokens` (named as in the Responses API) is the part of
+    the output that was reasoning, the rest is the answer."""
     output_tokens = reasoning_tokens + answer_tokens
     return {
         "total_tokens": input_tokens + output_tokens,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "input_token_details": {"text_tokens": 0, "audio_tokens": 0, "cached_tokens": 0},
-        "output_token_details": {"text_tokens": output_tokens, "audio_tokens": 0},
+        "output_token_details": {
+            "text_tokens": output_tokens,
+            "audio_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
+        },
     }

@@ -252,7 +252,7 @@ class Session:
             if event.status == "incomplete":
                 details = {"type": "incomplete", "reason": "max_output_tokens"}
             usage = render_usage(event.input_tokens, event.reasoning_tokens, event.answer_tokens)
-            self._finish(event.status, details, usage)
+            self._finish(event.status, details, usage, event.stage_seconds)
 
     def on_response_failed(self, response_id: str) -> list[Output]:
         """The responder raised: end the response as failed, tell the client without details."""
@@ -632,7 +632,11 @@ class Session:
         self._finish("cancelled", {"type": "cancelled", "reason": reason}, None)
 
     def _finish(
-        self, status: str, details: dict[str, Any] | None, usage: dict[str, Any] | None
+        self,
+        status: str,
+        details: dict[str, Any] | None,
+        usage: dict[str, Any] | None,
+        stage_seconds: dict[str, float] | None = None,
     ) -> None:
         response = self.response
         assert response is not None
@@ -668,6 +672,7 @@ class Session:
                 status_details=details,
                 output=[rendered],
                 usage=usage,
+                stage_seconds=stage_seconds,
             ),
         )
         self.response = None

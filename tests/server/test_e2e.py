@@ -125,7 +125,14 @@ async def test_beta_client_over_raw_websockets(make_server) -> None:
                 base64.b64decode(e["delta"]) for e in events if e["type"] == "response.audio.delta"
             )
             assert len(ulaw) > 8_000  # over a second of 8 kHz G.711
-            assert events[-1]["response"]["output_audio_format"] == "g711_ulaw"
+            response = events[-1]["response"]
+            assert response["output_audio_format"] == "g711_ulaw"
+            # usage splits reasoning from answer; the server-side latency split comes along
+            usage = response["usage"]
+            assert 0 < usage["output_token_details"]["reasoning_tokens"] < usage["output_tokens"]
+            assert {"encode", "first_answer_token", "first_tts_chunk"} <= set(
+                response["stage_seconds"]
+            )
 
 
 async def test_barge_in_cancels_and_history_keeps_the_played_part(tiny_checkpoint) -> None:
