@@ -291,6 +291,9 @@ def live_tensors() -> int:
     return sum(1 for obj in gc.get_objects() if type(obj) in TENSOR_TYPES)
 
 
+ROUND_GROWTH_LIMIT = 256 * 1024
+
+
 async def test_submit_cancel_cycles_leave_memory_flat(tiny_model):
     params = SamplingParams(max_tokens=10_000)
     async with make_engine(tiny_model) as engine:
@@ -305,13 +308,19 @@ async def test_submit_cancel_cycles_leave_memory_flat(tiny_model):
                 assert stream.output.finish_reason == FinishReason.CANCELLED
 
         await cycles(100)  # warm up allocator pools and caches
-        rss_before, tensors_before = resident_bytes(), live_tensors()
-        await cycles(1000)
-        rss_growth = resident_bytes() - rss_before
+        tensors_before = live_tensors()
+        # Resident memory is noisy (allocator arenas grow in steps), a leak is not: it grows in
+        # every round. The quietest of three rounds of 400 cycles must stay under 256 KiB, i.e.
+        # under about 600 bytes a cycle, far below one cache slot or one prompt's embeddings.
+        growths = []
+        for _ in range(3):
+            rss_before = resident_bytes()
+            await cycles(400)
+            growths.append(resident_bytes() - rss_before)
         tensor_growth = live_tensors() - tensors_before
         assert engine.free_slots == engine.max_slots
     assert tensor_growth <= 0
-    assert rss_growth < 4 * 1024 * 1024, f"resident memory grew by {rss_growth} bytes"
+    assert min(growths) < ROUND_GROWTH_LIMIT, f"resident memory grew by {growths} bytes"
 
 
 async def test_random_mix_of_submits_forks_and_cancels(tiny_model, reference):
