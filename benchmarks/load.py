@@ -28,9 +28,7 @@ import json
 import math
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -42,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))  # the client's source
 
+from benchmarks.server_process import free_port, server_process  # noqa: E402
 from step_realtime_client import RealtimeClient, RealtimeError  # noqa: E402
 from step_realtime_client.audio import WIRE_SAMPLE_RATE, silence, to_wire  # noqa: E402
 from step_realtime_client.client import CHUNK_MS  # noqa: E402
@@ -55,7 +54,6 @@ DEFAULT_TURNS = 3
 DEFAULT_PAUSE_S = 1.5  # mean pause between a reply's end and the next question
 LEVEL_TIME_LIMIT_S = 180.0  # no new turn starts after this; bounds one level's time
 TURN_TIMEOUT_S = 120.0  # one reply, end of question -> response.done
-SERVER_START_TIMEOUT_S = 300.0  # loading a checkpoint can take a while
 TARGET_S = 0.92  # DESIGN section 5; the server's gauge wins when it exports one
 PERCENTILES = (50, 95, 99)
 QUESTIONS = (
@@ -379,12 +377,6 @@ def plot(levels: list[dict[str, Any]], target_s: float, path: Path, serving: str
 # --- the server under test -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve(model: str | None, responder_spec: str | None, port: int, max_sessions: int) -> None:
     """The server process: the model's responder (or `module:factory`'s) on loopback."""
     import importlib
@@ -408,32 +400,11 @@ def serve(model: str | None, responder_spec: str | None, port: int, max_sessions
 @contextlib.contextmanager
 def own_server(model: str | None, responder: str | None, max_sessions: int) -> Any:
     port = free_port()
-    command = [sys.executable, "-m", "benchmarks.load", "--serve", "--port", str(port),
-               "--max-sessions", str(max_sessions)]
-    command += ["--model", model] if model else []
-    command += ["--responder", responder] if responder else []
-    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1])
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", process)
+    args = ["--max-sessions", str(max_sessions)]
+    args += ["--model", model] if model else []
+    args += ["--responder", responder] if responder else []
+    with server_process("benchmarks.load", port, args):
         yield f"ws://127.0.0.1:{port}/v1/realtime"
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        if process.poll() is None:
-            process.kill()
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with code {process.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"the server was not ready within {SERVER_START_TIMEOUT_S:g} s")
 
 
 # --- entry point ---------------------------------------------------------------------------

@@ -29,9 +29,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -40,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.server_process import free_port, server_process
 
 RESULTS = Path(__file__).parent / "results"
 MODE_EFFORTS = {  # one effort per scheduling mode (streaming.scheduler.EFFORT_MODES)
@@ -65,7 +64,6 @@ LEAD_MS = 300  # silence before each question
 APPEND_MS = 20  # microphone-like appends, sent in real time
 WIRE_RATE = 24_000
 TURN_TIMEOUT_S = 60.0  # end of question -> response.done
-SERVER_START_TIMEOUT_S = 120.0
 # One torch thread: tiny matrices gain nothing from more, and on a shared machine extra
 # threads mostly wait for each other, which makes every figure noisier.
 SERVER_THREADS = 1
@@ -98,40 +96,15 @@ def serve(args: argparse.Namespace) -> None:
                 log_level="warning")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def own_server(args: argparse.Namespace, model: str, speculative_start_ms: int) -> Iterator[str]:
     port = free_port()
-    command = [sys.executable, "-m", "benchmarks.modes", "--serve", "--port", str(port),
-               "--model", model, "--speculative-start-ms", str(speculative_start_ms),
-               "--reasoning-tokens", str(args.reasoning_tokens), "--tc", str(args.tc),
-               "--tr", str(args.tr), "--threads", str(args.threads)]
-    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1])
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", process)
+    with server_process("benchmarks.modes", port, [
+        "--model", model, "--speculative-start-ms", str(speculative_start_ms),
+        "--reasoning-tokens", str(args.reasoning_tokens), "--tc", str(args.tc),
+        "--tr", str(args.tr), "--threads", str(args.threads),
+    ]):
         yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        if process.poll() is None:
-            process.kill()
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with code {process.returncode}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the server was not ready within {SERVER_START_TIMEOUT_S:g} s")
 
 
 # --- the client ------------------------------------------------------------------------------
