@@ -62,7 +62,8 @@ class Settings:
     log_level: str = _opt("info", "log level (debug|info|warning|error)")
     # The model side (ignored with --responder).
     model: str | None = _opt(
-        None, "checkpoint directory (Step-Audio-R1 / Step-Audio-2 format); default: the embedded model"
+        None,
+        "checkpoint directory (Step-Audio-R1 / Step-Audio-2 format); default: the embedded model",
     )
     device: str = _opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
     dtype: str = _opt("auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")

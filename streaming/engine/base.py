@@ -59,7 +59,9 @@ class Prompt:
         embeds = embed_tokens(ids)
         if self.audio_embeds is None or len(self.audio_embeds) == 0:
             return embeds
-        positions = (ids == self.audio_patch_id).nonzero().squeeze(1)
+        if self.audio_patch_id is None:
+            raise ValueError("a prompt with audio embeddings needs its audio_patch_id")
+        positions = torch.eq(ids, self.audio_patch_id).nonzero().squeeze(1)
         if len(positions) != len(self.audio_embeds):
             raise ValueError(
                 f"prompt has {len(positions)} <audio_patch> tokens but {len(self.audio_embeds)} "

@@ -18,10 +18,9 @@ if importlib.util.find_spec("step_realtime_client") is None:
     # ./clients` in this environment, import it from the source tree
     sys.path.insert(0, str(CLIENTS_DIR))
 
-from step_realtime_client.audio import to_wire  # noqa: E402
-
 from server.app import create_app  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from step_realtime_client.audio import to_wire  # noqa: E402
 from tests.server.espeak_responder import FixedReplyResponder  # noqa: E402
 from tts.espeak import synthesize  # noqa: E402
 

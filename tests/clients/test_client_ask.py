@@ -6,8 +6,8 @@ import asyncio
 
 import numpy as np
 import pytest
-from step_realtime_client import RealtimeClient
 
+from step_realtime_client import RealtimeClient
 from tests.clients.harness import API_KEY, RunningServer
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+
 from step_realtime_client import RealtimeClient
 from step_realtime_client.audio import silence
 from step_realtime_client.client import CHUNK_MS
@@ -20,7 +21,6 @@ from step_realtime_client.events import (
     SpeechStarted,
 )
 from step_realtime_client.live import SimulatedPlayer, converse
-
 from tests.clients.harness import API_KEY, RunningServer, spoken
 from tests.server.espeak_responder import CHUNK_MS as FIRST_CHUNK_MS
 from tests.server.espeak_responder import FixedReplyResponder

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from server.settings import Settings
 from step_realtime_client import (
     AuthenticationError,
     RealtimeClient,
@@ -10,8 +12,6 @@ from step_realtime_client import (
     ServerRefused,
     mint_client_secret,
 )
-
-from server.settings import Settings
 from tests.clients.harness import API_KEY, RunningServer, start_server, stop_server
 from tests.server.espeak_responder import FixedReplyResponder
 

@@ -7,6 +7,7 @@ import base64
 
 import numpy as np
 import pytest
+
 from step_realtime_client.audio import WIRE_SAMPLE_RATE, silence, speech_end, to_wire
 from step_realtime_client.events import (
     AudioDelta,
@@ -18,7 +19,6 @@ from step_realtime_client.events import (
     parse_event,
 )
 from step_realtime_client.reply import playback_underruns
-
 from tests.clients.harness import spoken
 
 

@@ -4,6 +4,7 @@ reply, and a stop that silences at once and ignores the reply's late audio."""
 from __future__ import annotations
 
 import numpy as np
+
 from step_realtime_client.audio import WIRE_SAMPLE_RATE
 from step_realtime_client.live import PlaybackBuffer, SimulatedPlayer
 

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
-from step_realtime_client import Backoff, ConnectionLost, RealtimeClient
-from step_realtime_client.events import AudioDelta, Reconnected, SessionEvent
 
 from server.settings import Settings
+from step_realtime_client import Backoff, ConnectionLost, RealtimeClient
+from step_realtime_client.events import AudioDelta, Reconnected, SessionEvent
 from tests.clients.harness import API_KEY, RunningServer, start_server, stop_server
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
 

@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 import soxr
+
 from step_realtime_client import mint_client_secret
 from step_realtime_client.sync import Client
-
 from tests.clients.harness import API_KEY, RunningServer
 from tests.server.espeak_responder import DEFAULT_REPLY
 

@@ -8,6 +8,8 @@ import asyncio
 import base64
 import json
 
+import httpx
+import pytest
 from openai import AsyncOpenAI
 from openai.types.realtime import (
     ResponseAudioDeltaEvent,
@@ -15,8 +17,6 @@ from openai.types.realtime import (
     ResponseDoneEvent,
     SessionCreatedEvent,
 )
-import httpx
-import pytest
 from websockets.asyncio.client import connect
 
 from server.settings import Settings
@@ -146,8 +146,8 @@ async def test_barge_in_cancels_and_history_keeps_the_played_part(tiny_checkpoin
 
 
 async def _barge_in(responder) -> None:  # noqa: ANN001
-    from tests.server.helpers import running
     from server.app import create_app
+    from tests.server.helpers import running
 
     async with running(create_app(responder, Settings())) as address:
         async with connect(url(address)) as ws:
