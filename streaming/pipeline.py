@@ -8,6 +8,12 @@ engine in the mode of the request's reasoning effort, sends answer text to the s
 it is decoded (reasoning is never spoken), and merges the two outputs (text deltas and audio
 chunks) into one event stream.
 
+Listening ahead (`prepare`, called every 25 s of a turn still being spoken): the finished 25 s
+chunks are encoded, and a "listening" sequence prefills the conversation and the turn up to the
+end of the last finished chunk. The response then forks it with the rest of the turn (the last
+chunk and the turn's end) as the suffix, so the work left when a long turn ends does not grow
+with its length.
+
 Closing the generator (barge-in, `response.cancel`, a discarded speculative start) cancels the
 engine sequences and the speech stream in its `finally`, so no work goes on for a reply nobody
 will hear.
@@ -20,14 +26,14 @@ import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from streaming.engine.base import Engine, SamplingParams
+from streaming.engine.base import Engine, Prompt, SamplingParams, TokenStream
 from streaming.model.checkpoint import LoadedModel
 from streaming.model.frontend import CHUNK_SAMPLES, split_chunks
 from streaming.model.prompt import Message, PromptBuilder, audio_message
@@ -49,6 +55,12 @@ logger = logging.getLogger(__name__)
 # Encoded user audio kept per 25 s chunk of each conversation item, so that a long conversation
 # does not re-encode its history at every turn. Least recently used chunks go first.
 AUDIO_CACHE_CHUNKS = 256
+# Listening sequences kept, one per turn being spoken, least recently prepared first out: one per
+# session that is listening. Each costs a prompt here and, in the engine, a free slot that keeps
+# its keys/values until another sequence needs it.
+LISTENING_TURNS = 16
+# A listening sequence is only prefilled; its one generated token is never read.
+LISTEN = SamplingParams(max_tokens=1)
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class ModelResponder(Responder):
         self.builder = PromptBuilder(loaded.tokenizer, loaded.special)
         self._audio_cache: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
         self.encoded_chunks = 0  # audio chunks run through the encoder (for tests and metrics)
+        self._listening: collections.OrderedDict[str, _Listening] = collections.OrderedDict()
 
     def voices(self) -> list[str]:
         return self.tts.voices()
@@ -86,7 +99,8 @@ class ModelResponder(Responder):
         conversation = self.builder.build(messages, add_generation_prompt=False)
         schedule = schedule_for(request.reasoning_effort, self.settings.schedule)
         scheduler = ReplyScheduler(self.engine, self.builder, conversation, schedule,
-                                   self._sampling(request), self._parser, clock.mark)
+                                   self._sampling(request), self._parser, clock.mark,
+                                   submit=self._submit)
         speech = self.tts.open_stream(request.voice or self.settings.voice,
                                       request.speech_rate) if request.speak else None
         reply = _Reply(scheduler, speech, clock, input_tokens=len(conversation))
@@ -124,17 +138,56 @@ class ModelResponder(Responder):
         return audio_message(await self._encode(turn), text=turn.text)
 
     async def prepare(self, request: ResponseRequest) -> None:
-        """Encode the finished 25 s chunks of the audio so far (they are the same samples in
-        the committed turn), so that at the end of a long turn only its last chunk is left.
+        """Encode the finished 25 s chunks of the turn being spoken (they are the same samples
+        in the committed turn) and prefill the conversation up to the end of the last one's
+        audio, so that at the end of a long turn only its last chunk is left to encode and
+        prefill (see the module's docstring)."""
+        turn = request.turns[-1] if request.turns else None
+        if turn is None or turn.audio is None or turn.item_id is None:
+            return
+        chunks = split_chunks(np.asarray(turn.audio, np.float32))
+        heard = [await self._encode_chunk(turn.item_id, index, chunk)
+                 for index, chunk in enumerate(chunks) if len(chunk) == CHUNK_SAMPLES]
+        if not heard:
+            return
+        history = await self._messages(replace(request, turns=request.turns[:-1]))
+        open_turn = audio_message(heard, text=turn.text)
+        conversation = self.builder.build([*history, open_turn], add_generation_prompt=False)
+        # The turn goes on: its `<|EOT|>` is not heard yet.
+        prompt = replace(conversation, token_ids=conversation.token_ids[:-1])
+        previous = self._listening.get(turn.item_id)
+        unheard = previous.rest_of(prompt) if previous is not None else None
+        if unheard is not None and not len(unheard):
+            return  # nothing new was heard
+        listening = _Listening(await self._submit(prompt, LISTEN), prompt)
+        await self._remember(turn.item_id, listening)
+        await listening.prefilled()  # done once the work is: the caller may wait for it
 
-        Prefill is not done ahead: the engine can fork a prefilled sequence only with a suffix
-        of token ids, and the rest of the turn is audio embeddings."""
-        for turn in request.turns:
-            if turn.audio is None or turn.item_id is None:
-                continue
-            for index, chunk in enumerate(split_chunks(np.asarray(turn.audio, np.float32))):
-                if len(chunk) == CHUNK_SAMPLES:
-                    await self._encode_chunk(turn.item_id, index, chunk)
+    async def _submit(self, prompt: Prompt, params: SamplingParams) -> TokenStream:
+        """Fork the listening sequence that holds the longest start of `prompt` (the whole turn
+        but what was said since), else submit the whole prompt."""
+        matches = [(listening, rest) for listening in self._listening.values()
+                   if (rest := listening.rest_of(prompt)) is not None]
+        if matches:
+            listening, rest = min(matches, key=lambda match: len(match[1]))
+            try:
+                await listening.prefilled()
+                return await self.engine.fork(listening.stream.seq_id, len(listening.prompt),
+                                              rest, params)
+            except (KeyError, ValueError, RuntimeError):  # its cache is gone, or it failed
+                logger.info("listening sequence %d not forked; prefilling the whole prompt",
+                            listening.stream.seq_id)
+        return await self.engine.submit(prompt, params)
+
+    async def _remember(self, item_id: str, listening: _Listening) -> None:
+        """One listening sequence per turn, the newest; the oldest turns are forgotten."""
+        replaced = self._listening.pop(item_id, None)
+        self._listening[item_id] = listening
+        gone = [replaced] if replaced is not None else []
+        while len(self._listening) > LISTENING_TURNS:
+            gone.append(self._listening.popitem(last=False)[1])
+        for old in gone:
+            await self.engine.cancel(old.stream.seq_id)
 
     async def _encode(self, turn: Turn) -> list[torch.Tensor]:
         assert turn.audio is not None
@@ -158,6 +211,36 @@ class ModelResponder(Responder):
             while len(self._audio_cache) > AUDIO_CACHE_CHUNKS:
                 self._audio_cache.popitem(last=False)
         return embeds
+
+
+@dataclass
+class _Listening:
+    """A sequence that prefilled `prompt`: the conversation and the start of a turn still being
+    spoken. A response whose prompt starts with it forks it (`Engine.fork`)."""
+
+    stream: TokenStream
+    prompt: Prompt
+
+    def rest_of(self, prompt: Prompt) -> Prompt | None:
+        """What `prompt` has after this context (ids and audio rows), or None where `prompt`
+        does not start with exactly this context."""
+        held = self.prompt
+        n = len(held)
+        if prompt.token_ids[:n] != held.token_ids or prompt.audio_patch_id != held.audio_patch_id:
+            return None
+        heard, audio = held.audio_embeds, prompt.audio_embeds
+        rows = 0 if heard is None else len(heard)
+        if heard is not None and rows and (
+                audio is None or len(audio) < rows or not torch.equal(audio[:rows], heard)):
+            return None
+        rest_audio = None if audio is None else audio[rows:]
+        return Prompt(prompt.token_ids[n:], rest_audio, prompt.audio_patch_id)
+
+    async def prefilled(self) -> None:
+        """Wait for the end of its one-token run, so that a fork reuses all its prefill. Raises
+        the engine's error where it failed."""
+        async for _ in self.stream:
+            pass
 
 
 class StageClock:

@@ -38,7 +38,7 @@ the server calls it to label its latency metrics by mode.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -169,7 +169,9 @@ class ReplyScheduler:
     """Runs one reply's branches on the engine and streams its reasoning and answer deltas.
 
     `conversation` is the prompt up to (not including) the assistant turn. `mark(stage)` is
-    called when a stage is first reached (prefill: the first generated token).
+    called when a stage is first reached (prefill: the first generated token). `submit` starts
+    the reasoning sequence (by default `engine.submit`; the responder forks a sequence that
+    already holds the start of the conversation).
     Iterate `events()` once, then call `stop()` (also after an early exit).
     """
 
@@ -182,8 +184,10 @@ class ReplyScheduler:
         params: SamplingParams,
         new_parser: Callable[[bool], ReplyParser],
         mark: Callable[[str], None] = lambda stage: None,
+        submit: Callable[[Prompt, SamplingParams], Awaitable[TokenStream]] | None = None,
     ) -> None:
         self.engine = engine
+        self._submit_main = submit or engine.submit
         self.builder = builder
         self.conversation = conversation
         self.schedule = schedule
@@ -391,7 +395,7 @@ class ReplyScheduler:
         return self.builder.encode("\n")
 
     async def _submit(self, ids: list[int], params: SamplingParams) -> _Branch:
-        return _Branch(await self.engine.submit(self._prompt(ids), params), ids)
+        return _Branch(await self._submit_main(self._prompt(ids), params), ids)
 
     def _prompt(self, ids: list[int]) -> Prompt:
         return replace(self.conversation, token_ids=ids)

@@ -2,9 +2,9 @@
 
 An engine decodes many sequences at once. A caller submits a prompt and reads the new token ids
 as an async stream; it may cancel a sequence (its cache memory comes back) or fork a running one
-at a position into a new sequence that shares the prefix, so that only the new suffix is
-prefilled. Everything is asynchronous and safe to call from the event loop: the model work runs
-off the loop.
+at a position into a new sequence that shares the prefix, so that only the new suffix (token ids,
+or a `Prompt` with audio) is prefilled. Everything is asynchronous and safe to call from the
+event loop: the model work runs off the loop.
 """
 
 from __future__ import annotations
@@ -118,12 +118,15 @@ class Engine(abc.ABC):
         self,
         seq_id: int,
         position: int,
-        suffix_ids: Sequence[int],
+        suffix_ids: Sequence[int] | Prompt,
         params: SamplingParams,
     ) -> TokenStream:
         """A new sequence whose context is the first `position` tokens of `seq_id` (prompt and
         generated tokens counted together) followed by `suffix_ids`. The shared prefix is not
-        prefilled again. The source sequence goes on undisturbed."""
+        prefilled again. The source sequence goes on undisturbed.
+
+        A `Prompt` suffix carries audio embeddings at its own `<audio_patch>` positions, so a
+        sequence that heard the first part of a user's turn can be extended with the rest."""
 
     @abc.abstractmethod
     async def close(self) -> None:

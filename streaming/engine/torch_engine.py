@@ -9,7 +9,9 @@ so the event loop never runs model code and never blocks.
 
 Commands take effect at a step boundary: a cancel frees the slot before the next step. A fork
 copies the source's cached keys/values of the shared prefix into its own slot and prefills only
-what the source has not cached (the suffix, and at most the source's last sampled token).
+what the source has not cached (the suffix, and at most the source's last sampled token). A
+suffix may carry audio (a `Prompt`): a sequence that heard the first chunks of a long turn is
+extended with the rest of the turn, so only the rest is prefilled when the turn ends.
 
 A sequence that ended (stop, length, cancel) gives its slot back at once, but the slot keeps its
 keys/values until another sequence needs it: free slots that hold nothing are handed out first,
@@ -217,15 +219,19 @@ class TorchEngine(Engine):
         self,
         seq_id: int,
         position: int,
-        suffix_ids: Sequence[int],
+        suffix_ids: Sequence[int] | Prompt,
         params: SamplingParams,
     ) -> TokenStream:
         """See `Engine.fork`. The source may be running, waiting, or ended as long as its slot
         was not reused (see the module's docstring). Raises KeyError for an unknown source, or
         one whose cache is gone (submit its whole context instead), ValueError for a position
-        past its tokens."""
+        past its tokens or a suffix whose audio rows and patch tokens disagree."""
         self._check_context_length(position + len(suffix_ids))
-        suffix = list(suffix_ids)
+        if isinstance(suffix_ids, Prompt):
+            _check_audio_patches(suffix_ids)
+            suffix = suffix_ids
+        else:
+            suffix = Prompt(token_ids=list(suffix_ids))
         stream = _QueuedTokenStream(next(self._ids))
         loop = asyncio.get_running_loop()
         started = loop.create_future()
@@ -268,21 +274,25 @@ class TorchEngine(Engine):
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         try:
-            if prompt.audio_embeds is not None:
-                audio = prompt.audio_embeds.to(self._model.device, self._model.dtype)
-                prompt = dataclasses.replace(prompt, audio_embeds=audio)
-            context = prompt.embed(self._model.decoder.embed_tokens)
+            context = self._embed(prompt)
         except Exception as exc:  # e.g. audio embeddings of the wrong width
             logger.exception("could not embed the prompt of sequence %d", stream.seq_id)
             self._post(loop, stream._receive, None, FinishReason.ERROR, exc)
             return
         self._enqueue(self._new_sequence(stream, loop, params, context, list(prompt.token_ids)))
 
+    def _embed(self, prompt: Prompt) -> torch.Tensor:
+        """[len, hidden] input embeddings of a prompt, audio rows included, on the model."""
+        if prompt.audio_embeds is not None:
+            audio = prompt.audio_embeds.to(self._model.device, self._model.dtype)
+            prompt = dataclasses.replace(prompt, audio_embeds=audio)
+        return prompt.embed(self._model.decoder.embed_tokens)
+
     def _fork(
         self,
         seq_id: int,
         position: int,
-        suffix: list[int],
+        suffix: Prompt,
         params: SamplingParams,
         stream: _QueuedTokenStream,
         loop: asyncio.AbstractEventLoop,
@@ -303,14 +313,14 @@ class TorchEngine(Engine):
             return
         parts = [source.context_embeds(self._model, 0, position)] if position else []
         try:
-            if suffix:
-                parts.append(self._model.embed(suffix))
-        except Exception as exc:  # e.g. a token id outside the vocabulary
+            if len(suffix):
+                parts.append(self._embed(suffix))
+        except Exception as exc:  # e.g. a token id outside the vocabulary, audio too wide
             self._post(loop, _resolve, started, None, exc)
             return
         context = torch.cat(parts)
         seq = self._new_sequence(
-            stream, loop, params, context, source.token_ids[:position] + suffix
+            stream, loop, params, context, source.token_ids[:position] + list(suffix.token_ids)
         )
         seq.fork_source, seq.fork_length = source, position
         self._enqueue(seq)

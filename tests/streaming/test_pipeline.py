@@ -12,14 +12,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import create_app
 from server.settings import Settings
-from streaming.engine.base import SamplingParams
+from streaming.engine.base import Prompt, SamplingParams
 from streaming.engine.torch_engine import TorchEngine
-from streaming.model.checkpoint import LoadedModel
+from streaming.model.audio_encoder import audio_token_count
+from streaming.model.checkpoint import LoadedModel, load_checkpoint
+from streaming.model.frontend import mel_frame_count
 from streaming.model.prompt import PromptBuilder
 from streaming.pipeline import ModelResponder, ResponderSettings
 from streaming.reasoning import ReplyParser
@@ -273,3 +276,118 @@ async def test_finished_chunks_of_a_long_turn_are_encoded_while_it_is_spoken(res
     assert len(committed) == 1
     # at the end of the turn only its last chunk was left to encode
     assert responder.encoded_chunks == 2
+    # and the first chunk was prefilled while it was spoken, once: the response forked it
+    input_tokens = events[-1]["response"]["usage"]["input_tokens"]
+    no_think_prefix = len(responder.builder.assistant_prefix(""))
+    assert responder.engine.prefilled_tokens == input_tokens + no_think_prefix
+
+
+# --- prefill while listening --------------------------------------------------------------------
+
+MODEL_RATE = 16_000  # the encoder's input rate
+TURN_S = 60  # two finished 25 s chunks, then 10 s
+PREPARE_EVERY_S = 25  # as the server's PrepareResponse (PREPARE_EVERY_MS)
+LISTENING_TOKENS = 8  # what is decoded after the long turn; enough to compare outputs
+
+
+@pytest.fixture(scope="module")
+def plain_loaded(tiny_checkpoint: Path) -> LoadedModel:
+    """The tiny checkpoint's random weights: the output only has to be the same both ways."""
+    return load_checkpoint(tiny_checkpoint, dtype=torch.float32, device="cpu")
+
+
+@pytest.fixture
+async def long_turn_responder(plain_loaded: LoadedModel) -> AsyncIterator[ModelResponder]:
+    engine = TorchEngine(plain_loaded.model.model, plain_loaded.model.lm_head, max_slots=4,
+                         max_seq_len=1024)
+    settings = ResponderSettings(max_output_tokens=LISTENING_TOKENS)
+    responder = ModelResponder(plain_loaded, engine, get_backend("espeak"), settings)
+    yield responder
+    await responder.close()
+
+
+def _long_turn_request(audio: np.ndarray, item_id: str, instructions: str | None = None
+                       ) -> ResponseRequest:
+    turns = [Turn("user", text="Hello."), Turn("assistant", text="Hi, go on."),
+             Turn("user", audio=audio, item_id=item_id)]
+    return ResponseRequest(turns=turns, instructions=instructions, speak=False,
+                           reasoning_effort="minimal")
+
+
+async def _answer_and_prefill(responder: ModelResponder, request: ResponseRequest
+                              ) -> tuple[str, int]:
+    """The answer text, and the positions prefilled from the start of the response."""
+    engine = responder.engine
+    assert isinstance(engine, TorchEngine)
+    before = engine.prefilled_tokens
+    events = await _collect(responder, request)
+    [done] = events["done"]
+    assert done.answer_tokens == LISTENING_TOKENS
+    return "".join(events["answer"]), engine.prefilled_tokens - before
+
+
+async def _listen(responder: ModelResponder, audio: np.ndarray, item_id: str,
+                  instructions: str | None = None) -> int:
+    """Prepare as the server does every 25 s of the turn; the positions prefilled meanwhile."""
+    engine = responder.engine
+    assert isinstance(engine, TorchEngine)
+    before = engine.prefilled_tokens
+    for seconds in range(PREPARE_EVERY_S, TURN_S, PREPARE_EVERY_S):
+        heard = audio[: seconds * MODEL_RATE + MODEL_RATE // 10]  # a little after the mark
+        await responder.prepare(_long_turn_request(heard, item_id, instructions))
+    # the listening sequences' one token each is never fed, so nothing else was decoded
+    return engine.prefilled_tokens - before
+
+
+def _turn_audio(seed: int = 3) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(TURN_S * MODEL_RATE) * 0.1
+            ).astype(np.float32)
+
+
+async def test_a_long_turn_is_prefilled_while_it_is_spoken(long_turn_responder) -> None:
+    responder, audio = long_turn_responder, _turn_audio()
+    unprepared, full_prefill = await _answer_and_prefill(
+        responder, _long_turn_request(audio, "item_unprepared"))
+    listened = await _listen(responder, audio, "item_prepared")
+    prepared, left_prefill = await _answer_and_prefill(
+        responder, _long_turn_request(audio, "item_prepared"))
+    assert prepared == unprepared  # greedy: the same reply, prefilled ahead or not
+    # left at the end: the last (10 s) chunk's span, `<|EOT|>` and the generation prompt
+    builder = responder.builder
+    last_chunk = audio_token_count(mel_frame_count((TURN_S - 2 * CHUNK_S) * MODEL_RATE))
+    tail = 1 + len(builder.assistant_prefix(""))
+    assert left_prefill == (1 + last_chunk + 1) + tail
+    assert listened + left_prefill == full_prefill  # every position prefilled once
+    print(f"\nprefilled at the end of a {TURN_S} s turn: {full_prefill} positions without "
+          f"prepare, {left_prefill} with ({listened} while listening)")
+
+
+async def test_a_listening_sequence_that_does_not_match_is_not_forked(long_turn_responder
+                                                                      ) -> None:
+    responder, audio = long_turn_responder, _turn_audio(seed=4)
+    request = _long_turn_request(audio, "item_other", instructions="Answer briefly.")
+    await _listen(responder, audio, "item_other")  # heard without the instructions
+    _, prefill = await _answer_and_prefill(responder, request)
+    builder = responder.builder
+    conversation = builder.build(await responder._messages(request), add_generation_prompt=False)
+    # a different start: the whole prompt was prefilled (no_think's empty reasoning block)
+    assert prefill == len(conversation) + len(builder.assistant_prefix(""))
+
+
+async def test_a_listening_sequence_whose_slot_was_reused_is_prefilled_again(
+    long_turn_responder
+) -> None:
+    responder, audio = long_turn_responder, _turn_audio(seed=5)
+    engine = responder.engine
+    assert isinstance(engine, TorchEngine)
+    unprepared, full_prefill = await _answer_and_prefill(
+        responder, _long_turn_request(audio, "item_unprepared"))
+    await _listen(responder, audio, "item_reused")
+    others = [await engine.submit(Prompt([20 + i] * 4), SamplingParams(max_tokens=2))
+              for i in range(engine.max_slots)]  # every slot at once: the listening ones too
+    for stream in others:
+        async for _ in stream:
+            pass
+    prepared, prefill = await _answer_and_prefill(
+        responder, _long_turn_request(audio, "item_reused"))
+    assert (prepared, prefill) == (unprepared, full_prefill)

@@ -200,6 +200,48 @@ async def test_fork_inside_the_prompt(tiny_model, reference):
     assert forked == reference(tiny_model, Prompt(prompt.token_ids[:20] + [30, 31]), 12)
 
 
+def split_audio_prompt(prompt: Prompt, cut: int) -> tuple[Prompt, Prompt]:
+    """`prompt` as a head of `cut` ids and the rest, each with its own audio rows."""
+    assert prompt.audio_embeds is not None
+    head_rows = prompt.token_ids[:cut].count(AUDIO_PATCH_ID)
+    head = Prompt(prompt.token_ids[:cut], prompt.audio_embeds[:head_rows], AUDIO_PATCH_ID)
+    rest = Prompt(prompt.token_ids[cut:], prompt.audio_embeds[head_rows:], AUDIO_PATCH_ID)
+    return head, rest
+
+
+async def test_fork_with_an_audio_suffix_equals_the_whole_context_from_scratch(
+    tiny_model, reference
+):
+    hidden = tiny_model.config.hidden_size
+    whole = audio_prompt(30, hidden)
+    head, rest = split_audio_prompt(whole, cut=14)  # audio on both sides of the cut
+    async with make_engine(tiny_model) as engine:
+        # A "listening" sequence: the head only, one token that nobody reads.
+        listening = await engine.submit(head, SamplingParams(max_tokens=1))
+        await collect(listening)
+        before = engine.prefilled_tokens
+        forked = await collect(await engine.fork(listening.seq_id, len(head), rest, GREEDY))
+        fork_prefill = engine.prefilled_tokens - before
+        from_scratch = await collect(await engine.submit(whole, GREEDY))
+    assert forked == from_scratch == reference(tiny_model, whole, GREEDY.max_tokens)
+    assert fork_prefill == len(rest)  # the head's keys/values were reused
+
+
+async def test_fork_with_a_bad_audio_suffix_fails(tiny_model):
+    hidden = tiny_model.config.hidden_size
+    head, rest = split_audio_prompt(audio_prompt(10, hidden), cut=8)
+    async with make_engine(tiny_model) as engine:
+        source = await engine.submit(head, SamplingParams(max_tokens=1))
+        await collect(source)
+        with pytest.raises(ValueError, match="audio_patch"):  # rows and patches disagree
+            await engine.fork(source.seq_id, len(head), Prompt(rest.token_ids + [AUDIO_PATCH_ID],
+                              rest.audio_embeds, AUDIO_PATCH_ID), GREEDY)
+        too_wide = Prompt(rest.token_ids, torch.zeros(len(rest.audio_embeds), hidden + 1),
+                          AUDIO_PATCH_ID)
+        with pytest.raises(RuntimeError):  # the embeddings cannot be spliced in
+            await engine.fork(source.seq_id, len(head), too_wide, GREEDY)
+
+
 async def test_an_ended_sequence_can_be_continued_without_a_prefill(tiny_model, reference):
     prompt = text_prompt(10, seed=13)
     async with make_engine(tiny_model) as engine:
