@@ -27,20 +27,26 @@ from tts.piece_stream import PieceStream
 class VoiceSpec:
     espeak_voice: str
     pitch: int  # 0..100
+    tempo: float = 1.0  # this voice's speaking rate, times DEFAULT_RATE_WPM at rate 1.0
 
 
-# The OpenAI Realtime voice names, each given a distinct espeak-ng voice and variant.
+# The OpenAI Realtime voice names. Only variants on espeak's Klatt synthesiser are used: a
+# US-English recogniser (pocketsphinx) gets 96-100% of spoken numbers right from each of them,
+# against 36-91% from the formant voices (m1-m8, f1-f5, ...), which blur "-teen"/"-ty" and
+# "five"/"nine"; see `benchmarks/tts.py`. The Klatt variants share formants and timing, so each
+# voice also gets its own voicing source, pitch (36-80: the higher ones stand in for the female
+# voices, with no loss in recognition) and tempo.
 VOICES: dict[str, VoiceSpec] = {
-    "alloy": VoiceSpec("en-us", 50),
-    "ash": VoiceSpec("en-us+m3", 42),
-    "ballad": VoiceSpec("en-gb+m1", 48),
-    "coral": VoiceSpec("en-us+f3", 58),
-    "echo": VoiceSpec("en-us+m1", 38),
-    "sage": VoiceSpec("en-gb+f2", 52),
-    "shimmer": VoiceSpec("en-us+f4", 66),
-    "verse": VoiceSpec("en-gb-x-rp+m2", 50),
-    "marin": VoiceSpec("en-us+f2", 56),
-    "cedar": VoiceSpec("en-us+m7", 40),
+    "alloy": VoiceSpec("en-us+klatt", 50, 1.0),
+    "ash": VoiceSpec("en-us+klatt3", 40, 0.96),
+    "ballad": VoiceSpec("en-us+edward", 46, 0.92),
+    "coral": VoiceSpec("en-us+klatt4", 72, 1.04),
+    "echo": VoiceSpec("en-us+adam", 36, 0.94),
+    "sage": VoiceSpec("en-us+klatt5", 66, 1.0),
+    "shimmer": VoiceSpec("en-us+klatt6", 80, 1.06),
+    "verse": VoiceSpec("en-us+edward2", 44, 1.02),
+    "marin": VoiceSpec("en-us+klatt2", 70, 0.98),
+    "cedar": VoiceSpec("en-us+benjamin", 42, 1.08),
 }
 _MS_PER_NATIVE_SAMPLE = 1000 / NATIVE_SAMPLE_RATE
 _RESAMPLE_QUALITY = "HQ"
@@ -58,7 +64,8 @@ class EspeakBackend(TTSBackend):
             raise ValueError(f"unknown voice {voice!r}; valid voices: {', '.join(VOICES)}")
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate}")
-        return EspeakStream(self._pool, VOICES[voice], round(DEFAULT_RATE_WPM * rate))
+        spec = VOICES[voice]
+        return EspeakStream(self._pool, spec, round(DEFAULT_RATE_WPM * spec.tempo * rate))
 
     async def close(self) -> None:
         self._pool.close()
