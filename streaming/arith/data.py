@@ -1,0 +1,288 @@
+"""Spoken arithmetic questions, synthesised with espeak-ng: the embedded model's data.
+
+A question is a `Problem` (two operands and an operator) spoken through a phrasing template
+("what is {a} times {b}", "multiply {a} by {b}", ...) by one espeak-ng voice (language plus
+variant) at some rate and pitch, then shifted in time, scaled in gain and mixed with noise, and
+resampled to 16 kHz. Its targets follow Step-Audio-R1's format (DESIGN section 10):
+
+    reasoning  "I hear: seven times six. 7 * 6 = 42."
+    answer     "Seven times six is forty two."
+
+Everything is deterministic from (seed, split, index): item i of a split draws from its own
+random generator, so a split is the same whatever the number of worker processes. Some voices
+(whole languages and whole variants) and some phrasings are held out of `train` entirely; the
+`eval` split uses only those, `dev` uses training voices and phrasings with other seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+from streaming.model.frontend import SAMPLE_RATE
+
+# Operand ranges (inclusive): + and - up to 20, x and / up to 12 (exact division only).
+ADD_SUB_MAX = 20
+MUL_DIV_MAX = 12
+RATE_WPM = (120, 240)
+PITCH = (25, 75)
+GAIN_DB = (-18.0, 4.0)  # relative to espeak's level, which peaks near full scale
+SNR_DB = (8.0, 40.0)
+NOISE_PROBABILITY = 0.75
+SILENCE_S = (0.0, 0.3)  # leading and trailing, each
+SPLIT_SEEDS = {"train": 1, "dev": 2, "eval": 3}
+
+OPERATORS = ("+", "-", "*", "/")
+OPERATOR_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
+
+# Voices: an espeak-ng language and a variant. A voice is held out when its language or its
+# variant is; training voices use neither.
+TRAIN_LANGUAGES = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbcwmd")
+HELD_OUT_LANGUAGES = ("en-us-nyc", "en-gb-x-gbclan")
+TRAIN_VARIANTS = ("", "m1", "m2", "m3", "m4", "m6", "m7", "f1", "f2", "f4", "f5", "klatt",
+                  "klatt3", "Andy", "Annie", "david", "linda", "max", "steph", "travis")
+HELD_OUT_VARIANTS = ("m5", "f3", "klatt2", "john", "belinda")
+
+# Phrasings. Noun forms go into carriers ("what is {e}"); verb forms into verb carriers.
+NOUN_FORMS = {
+    "+": ("{a} plus {b}", "the sum of {a} and {b}"),
+    "-": ("{a} minus {b}", "{a} take away {b}"),
+    "*": ("{a} times {b}", "{a} multiplied by {b}", "the product of {a} and {b}"),
+    "/": ("{a} divided by {b}",),
+}
+VERB_FORMS = {
+    "+": ("add {a} and {b}",),
+    "-": ("subtract {b} from {a}",),
+    "*": ("multiply {a} by {b}",),
+    "/": ("divide {a} by {b}",),
+}
+TRAIN_NOUN_CARRIERS = ("what is {e}", "what's {e}", "{e}", "calculate {e}", "tell me {e}",
+                       "what is {e} equal to")
+HELD_OUT_NOUN_CARRIERS = ("how much is {e}", "can you work out {e}")
+TRAIN_VERB_CARRIERS = ("{v}", "please {v}", "what do you get if you {v}")
+HELD_OUT_VERB_CARRIERS = ("what do you get when you {v}",)
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> str:
+    """0 <= n < 1000 in words, as the answers write them: 144 -> "one hundred forty four"."""
+    if not 0 <= n < 1000:
+        raise ValueError(f"number_words covers 0..999, got {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    rest = n % 100
+    return f"{_ONES[n // 100]} hundred" + ("" if rest == 0 else " " + number_words(rest))
+
+
+_WORD_VALUES = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS)
+                                                      if i >= 2}
+
+
+def parse_number_words(text: str) -> int | None:
+    """The inverse of `number_words` for a run of number words; None if it is not one."""
+    total, current = 0, 0
+    words = text.split()
+    if not words:
+        return None
+    for word in words:
+        if word == "hundred" and 0 < current < 10:
+            current *= 100
+        elif word in _WORD_VALUES:
+            current += _WORD_VALUES[word]
+        else:
+            return None
+    return total + current
+
+
+_ANSWER = re.compile(r"\bis ([a-z ]+?)\s*[.!?]?\s*$")
+
+
+def answer_number(answer: str) -> int | None:
+    """The number an answer sentence states ("Seven times six is forty two." -> 42)."""
+    match = _ANSWER.search(answer.strip().lower())
+    return parse_number_words(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Problem:
+    a: int
+    op: str
+    b: int
+
+    @property
+    def result(self) -> int:
+        a, b = self.a, self.b
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[self.op]
+
+    @property
+    def heard(self) -> str:
+        """The question in canonical words: "seven times six"."""
+        return f"{number_words(self.a)} {OPERATOR_WORDS[self.op]} {number_words(self.b)}"
+
+    @property
+    def reasoning(self) -> str:
+        return f"I hear: {self.heard}. {self.a} {self.op} {self.b} = {self.result}."
+
+    @property
+    def answer(self) -> str:
+        sentence = f"{self.heard} is {number_words(self.result)}."
+        return sentence[0].upper() + sentence[1:]
+
+
+@functools.cache
+def all_problems() -> tuple[Problem, ...]:
+    """Every question the task asks: results are whole and not negative."""
+    adds = [Problem(a, "+", b) for a in range(ADD_SUB_MAX + 1) for b in range(ADD_SUB_MAX + 1)]
+    subs = [Problem(a, "-", b) for a in range(ADD_SUB_MAX + 1) for b in range(a + 1)]
+    muls = [Problem(a, "*", b) for a in range(MUL_DIV_MAX + 1) for b in range(MUL_DIV_MAX + 1)]
+    divs = [Problem(b * q, "/", b) for b in range(1, MUL_DIV_MAX + 1)
+            for q in range(MUL_DIV_MAX + 1)]
+    return tuple(adds + subs + muls + divs)
+
+
+@functools.cache
+def problems_of(op: str) -> tuple[Problem, ...]:
+    return tuple(p for p in all_problems() if p.op == op)
+
+
+def phrasings(op: str, held_out: bool) -> list[str]:
+    """Templates with {a} and {b} for one operator: the training ones, or the held-out ones."""
+    nouns = HELD_OUT_NOUN_CARRIERS if held_out else TRAIN_NOUN_CARRIERS
+    verbs = HELD_OUT_VERB_CARRIERS if held_out else TRAIN_VERB_CARRIERS
+    return ([c.format(e=e) for c in nouns for e in NOUN_FORMS[op]]
+            + [c.format(v=v) for c in verbs for v in VERB_FORMS[op]])
+
+
+def train_voices() -> list[str]:
+    return [_voice(lang, var) for lang in TRAIN_LANGUAGES for var in TRAIN_VARIANTS]
+
+
+def held_out_voices() -> list[str]:
+    """Voices with a held-out language or a held-out variant (or both)."""
+    variants = TRAIN_VARIANTS + HELD_OUT_VARIANTS
+    return ([_voice(lang, var) for lang in HELD_OUT_LANGUAGES for var in variants]
+            + [_voice(lang, var) for lang in TRAIN_LANGUAGES for var in HELD_OUT_VARIANTS])
+
+
+def _voice(language: str, variant: str) -> str:
+    return f"{language}+{variant}" if variant else language
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One spoken question: what was said, how, and the targets."""
+
+    split: str
+    index: int
+    problem: Problem
+    text: str  # what the voice says
+    voice: str
+    rate_wpm: int
+    pitch: int
+    held_out_voice: bool
+    held_out_phrasing: bool
+
+    @property
+    def reasoning(self) -> str:
+        return self.problem.reasoning
+
+    @property
+    def answer(self) -> str:
+        return self.problem.answer
+
+
+def make_utterance(split: str, index: int, seed: int = 0) -> Utterance:
+    """Item `index` of `split` (train, dev, eval): problem, phrasing, voice, rate and pitch.
+
+    `eval` mixes three kinds in turn: held-out voice with a training phrasing, training voice
+    with a held-out phrasing, and both held out.
+    """
+    rng = item_rng(split, index, seed)
+    op = OPERATORS[rng.integers(len(OPERATORS))]
+    problems = problems_of(op)
+    problem = problems[rng.integers(len(problems))]
+    kind = index % 3 if split == "eval" else -1
+    held_voice, held_phrasing = kind in (0, 2), kind in (1, 2)
+    voices = held_out_voices() if held_voice else train_voices()
+    templates = phrasings(problem.op, held_phrasing)
+    text = templates[rng.integers(len(templates))].format(
+        a=number_words(problem.a), b=number_words(problem.b))
+    return Utterance(
+        split=split, index=index, problem=problem, text=text,
+        voice=voices[rng.integers(len(voices))],
+        rate_wpm=int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
+        pitch=int(rng.integers(PITCH[0], PITCH[1] + 1)),
+        held_out_voice=held_voice, held_out_phrasing=held_phrasing,
+    )
+
+
+def item_rng(split: str, index: int, seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLIT_SEEDS[split], index])
+
+
+@dataclass(frozen=True)
+class SpokenWord:
+    """A word of a clip and when it is spoken (seconds from the clip's start)."""
+
+    word: str
+    start_s: float
+    end_s: float
+
+
+def speak(utterance: Utterance, seed: int = 0, augment: bool = True) -> np.ndarray:
+    """The utterance as 16 kHz float32 audio, with silence, gain and noise drawn from its seed."""
+    return speak_words(utterance, seed, augment)[0]
+
+
+def speak_words(utterance: Utterance, seed: int = 0, augment: bool = True
+                ) -> tuple[np.ndarray, list[SpokenWord]]:
+    """`speak`, and the clip's words with their times (espeak-ng's word events).
+
+    espeak-ng's output also depends on what the process synthesised before (a few samples
+    differ): `melcache` makes each chunk of items in a fresh process, in order.
+    """
+    from tts.espeak import synthesize  # espeak-ng is loaded only where audio is made
+
+    pcm, rate, timings = synthesize(utterance.text, utterance.voice, utterance.rate_wpm,
+                                    utterance.pitch)
+    wave = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
+    lead = 0
+    if augment:
+        wave, lead = augment_wave(wave, np.random.default_rng(
+            [seed, SPLIT_SEEDS[utterance.split], utterance.index, 1]))
+    offset = lead / SAMPLE_RATE
+    words = [SpokenWord(t.word.lower(), offset + t.start_ms / 1000, offset + t.end_ms / 1000)
+             for t in timings]
+    return wave.astype(np.float32), words
+
+
+def augment_wave(wave: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Random leading/trailing silence, gain, and white or pink noise at a random SNR.
+
+    Returns the new wave and the number of silent samples put in front.
+    """
+    pad = (rng.uniform(*SILENCE_S, size=2) * SAMPLE_RATE).astype(int)
+    wave = np.pad(wave, (pad[0], pad[1])) * 10 ** (rng.uniform(*GAIN_DB) / 20)
+    if rng.random() < NOISE_PROBABILITY:
+        noise = _pink_noise(len(wave), rng) if rng.random() < 0.5 else rng.standard_normal(
+            len(wave))
+        speech_power = np.mean(wave**2) + 1e-12
+        snr = 10 ** (rng.uniform(*SNR_DB) / 10)
+        wave = wave + noise * np.sqrt(speech_power / snr / (np.mean(noise**2) + 1e-12))
+    return np.clip(wave, -1.0, 1.0).astype(np.float32), int(pad[0])
+
+
+def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """1/f noise: white noise shaped in the frequency domain."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    return np.fft.irfft(spectrum, n)

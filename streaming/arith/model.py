@@ -1,0 +1,99 @@
+"""The embedded model's sizes, its construction, and writing it as a real checkpoint.
+
+The model is `StepAudio2ForCausalLM` itself (encoder, adaptor, Qwen2 decoder, untied head), built
+from a config.json in StepFun's layout, so the file it is saved to loads through
+`load_checkpoint` like a Step-Audio-R1 download.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import PreTrainedTokenizerBase
+
+from streaming.arith.tokenizer import write_tokenizer
+from streaming.model.checkpoint import SINGLE_FILE
+from streaming.model.config import StepAudio2Config
+from streaming.model.modeling import StepAudio2ForCausalLM
+from streaming.model.tokens import EOT, GENERATION_CONFIG_FILE
+from streaming.model.writer import (
+    ENDOFTEXT,
+    VOCAB_ROUNDING,
+    ModelSizes,
+    _audio_config,
+    _text_config,
+)
+
+# The shipped model (2 M parameters): narrow, so that a CPU trains it in minutes. A 96-wide
+# encoder tells the few dozen words apart; a 128-wide decoder holds the ~1000 facts of the task.
+# n_audio_ctx stays 1500 (30 s clips), as the server's 25 s chunks need.
+ARITH = ModelSizes(hidden_size=128, intermediate_size=384, num_hidden_layers=3,
+                   num_attention_heads=4, num_key_value_heads=2,
+                   n_audio_state=96, n_audio_head=4, n_audio_layer=2,
+                   max_position_embeddings=4096)
+# For tests: the same code path in seconds.
+TINY = ModelSizes(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2, num_key_value_heads=1,
+                  n_audio_state=32, n_audio_head=2, n_audio_layer=1,
+                  n_audio_ctx=1500, max_position_embeddings=4096)
+SIZES = {"arith": ARITH, "tiny": TINY}
+
+
+def model_config(sizes: ModelSizes, tokenizer: PreTrainedTokenizerBase) -> dict:
+    """config.json's contents (StepFun's layout) for these sizes and this tokenizer."""
+    vocab_size = -(-len(tokenizer) // VOCAB_ROUNDING) * VOCAB_ROUNDING
+    eos = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    return StepAudio2Config.make_raw(_audio_config(sizes),
+                                     _text_config(sizes, vocab_size, eos))
+
+
+def build_model(raw_config: dict, seed: int) -> StepAudio2ForCausalLM:
+    """A freshly initialised model. The encoder's learned positions start as Whisper's
+    sinusoids (unit scale, like its conv features), not N(0, 1) noise that would drown them."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = StepAudio2ForCausalLM(StepAudio2Config.from_dict(raw_config))
+    positions = model.encoder.positional_embedding.weight
+    with torch.no_grad():
+        positions.copy_(sinusoids(*positions.shape))
+    return model
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> torch.Tensor:
+    """Whisper's positional encoding [length, channels]: sines, then cosines."""
+    increment = math.log(max_timescale) / (channels // 2 - 1)
+    inverse = torch.exp(-increment * torch.arange(channels // 2))
+    scaled = torch.arange(length)[:, None] * inverse[None, :]
+    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
+
+
+def save_checkpoint(path: Path, model: StepAudio2ForCausalLM,
+                    tokenizer: PreTrainedTokenizerBase,
+                    dtype: torch.dtype = torch.bfloat16) -> Path:
+    """config.json, model.safetensors, generation_config.json and tokenizer files in `path`.
+
+    Written into a sibling directory first and swapped in, so a crash never leaves a half
+    checkpoint where the loader looks.
+    """
+    staging = path.with_name(path.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    eos, eot = tokenizer.convert_tokens_to_ids([ENDOFTEXT, EOT])
+    _write_json(staging / "config.json", model.config.raw)
+    _write_json(staging / GENERATION_CONFIG_FILE,
+                {"bos_token_id": eos, "eos_token_id": [eos, eot], "pad_token_id": eos})
+    write_tokenizer(tokenizer, staging)
+    state = {name: p.detach().to(dtype).contiguous() for name, p in model.named_parameters()}
+    save_file(state, str(staging / SINGLE_FILE), metadata={"format": "pt"})
+    shutil.rmtree(path, ignore_errors=True)
+    staging.rename(path)
+    return path
+
+
+def _write_json(file: Path, data: dict) -> None:
+    file.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,103 @@
+"""The spoken-arithmetic data generator: determinism, targets, held-out splits."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streaming.arith import data
+from streaming.arith.data import (
+    Problem,
+    all_problems,
+    answer_number,
+    augment_wave,
+    held_out_voices,
+    make_utterance,
+    number_words,
+    parse_number_words,
+    phrasings,
+    speak,
+    speak_words,
+    train_voices,
+)
+from streaming.arith.melcache import load_or_build, word_labels
+from streaming.arith.words import SILENCE, word_id
+from streaming.model.audio_encoder import audio_token_count
+
+
+def test_targets_follow_r1_format() -> None:
+    problem = Problem(7, "*", 6)
+    assert problem.reasoning == "I hear: seven times six. 7 * 6 = 42."
+    assert problem.answer == "Seven times six is forty two."
+    assert Problem(56, "/", 8).answer == "Fifty six divided by eight is seven."
+    assert answer_number(problem.answer) == 42
+
+
+@pytest.mark.parametrize("n", range(0, 145))
+def test_number_words_round_trip(n: int) -> None:
+    assert parse_number_words(number_words(n)) == n
+
+
+def test_problems_cover_the_task() -> None:
+    problems = all_problems()
+    assert all(p.result >= 0 for p in problems)
+    assert all(p.a == p.result * p.b for p in problems if p.op == "/")
+    assert max(p.a for p in problems if p.op == "+") == 20
+    assert max(max(p.a, p.b) for p in problems if p.op == "*") == 12
+    assert {p.op for p in problems} == {"+", "-", "*", "/"}
+
+
+def test_held_out_voices_and_phrasings_are_disjoint_from_training() -> None:
+    assert not set(train_voices()) & set(held_out_voices())
+    for op in data.OPERATORS:
+        assert not set(phrasings(op, held_out=False)) & set(phrasings(op, held_out=True))
+    train = [make_utterance("train", i) for i in range(300)]
+    assert {u.voice for u in train} <= set(train_voices())
+    train_templates = {t.format(a="A", b="B") for op in data.OPERATORS
+                       for t in phrasings(op, held_out=False)}
+    evaluation = [make_utterance("eval", i) for i in range(60)]
+    for u in evaluation:
+        assert u.held_out_voice or u.held_out_phrasing
+        assert (u.voice in held_out_voices()) == u.held_out_voice
+    assert {u.text for u in evaluation if u.held_out_phrasing}.isdisjoint(
+        {u.text for u in train})
+    # Every training text comes from a training template.
+    for u in train:
+        words = [number_words(u.problem.a), number_words(u.problem.b)]
+        assert any(t.replace("A", words[0]).replace("B", words[1]) == u.text
+                   for t in train_templates), u.text
+
+
+def test_utterances_are_deterministic() -> None:
+    first = [make_utterance("train", i, seed=5) for i in range(20)]
+    assert first == [make_utterance("train", i, seed=5) for i in range(20)]
+    assert first != [make_utterance("train", i, seed=6) for i in range(20)]
+    wave = speak(first[0], seed=5, augment=False)
+    assert wave.dtype == np.float32 and 0.3 < len(wave) / 16_000 < 8
+    rng = lambda: np.random.default_rng(1)  # noqa: E731
+    np.testing.assert_array_equal(augment_wave(wave, rng())[0], augment_wave(wave, rng())[0])
+    assert not np.array_equal(augment_wave(wave, rng())[0],
+                              augment_wave(wave, np.random.default_rng(2))[0])
+
+
+def test_mel_cache_is_the_same_whatever_the_workers(tmp_path: Path) -> None:
+    one = load_or_build(tmp_path / "one", "dev", 6, seed=3, workers=1, items_per_task=2)
+    two = load_or_build(tmp_path / "two", "dev", 6, seed=3, workers=2, items_per_task=2)
+    np.testing.assert_array_equal(one.offsets, two.offsets)
+    np.testing.assert_array_equal(one.frames, two.frames)
+    np.testing.assert_array_equal(one.labels, two.labels)
+    assert one.mel(0).shape == (128, one.length(0))
+    assert len(one.word_labels(0)) == audio_token_count(one.length(0))
+    again = load_or_build(tmp_path / "one", "dev", 6, seed=3)  # read back, not rebuilt
+    np.testing.assert_array_equal(again.frames, one.frames)
+
+
+def test_word_labels_follow_the_word_timings() -> None:
+    u = make_utterance("train", 0)
+    wave, words = speak_words(u, augment=False)
+    assert [w.word for w in words] == u.text.split()
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(words, words[1:], strict=False))
+    labels = word_labels(words, 30)
+    assert labels[0] == SILENCE or words[0].start_s < 0.04
+    centre = (words[1].start_s + words[1].end_s) / 2
+    assert labels[int(centre / 0.08)] == word_id(words[1].word) != SILENCE
