@@ -122,7 +122,9 @@ def evaluate_checkpoint(path: Path | None, items: int, seed: int = EVAL_SEED) ->
     mels = [log_mel(speak(u, seed)) for u in utterances]
     replies = [r for mode in EVAL_MODES
                for r in answer_replies(loaded.model, builder, utterances, mels, mode)]
-    return {"checkpoint": str(loaded.path), "items": items, "seed": seed,
+    # Named, not located: the report is committed, and paths differ between machines.
+    name = "embedded default" if path is None else loaded.path.name
+    return {"checkpoint": name, "items": items, "seed": seed,
             "accuracy": accuracy_report(replies),
             "wrong": [_wrong(r) for r in replies if not r.correct]}
 
