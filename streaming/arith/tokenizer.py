@@ -1,8 +1,8 @@
 """The embedded model's tokenizer: a small Qwen2-style byte-level BPE learned on the task's text.
 
-It is built exactly like the checkpoint writer's tokenizer (Qwen2's pre-tokenizer with single
-digits, StepFun's special tokens after the learned vocabulary, in the real relative order) and
-saved in the same files, but its merges are learned from every reasoning and answer the task
+It is the checkpoint writer's tokenizer (Qwen2's pre-tokenizer with single digits, StepFun's
+special tokens after the learned vocabulary, in the real relative order), saved in the same
+files, but its merges are learned from every reasoning and answer the task
 can produce (plus the writer's general English), so that number words are single tokens and a
 target is about thirty tokens long.
 """
@@ -11,29 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import (
-    AddedToken,
-    Regex,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    processors,
-    trainers,
-)
 from transformers import PreTrainedTokenizerFast
 
 from streaming.arith.data import all_problems, phrasings
-from streaming.model.writer import (
-    AUDIO_TOKENS,
-    ENDOFTEXT,
-    ENGLISH_TEXT,
-    QWEN2_SPLIT,
-    REASONING_TOKENS,
-    SPECIAL_TOKENS,
-    save_tokenizer,
-)
+from streaming.model.writer import ENGLISH_TEXT, save_tokenizer
+from streaming.model.writer import build_tokenizer as build_writer_tokenizer
 
 BPE_VOCAB_SIZE = 512  # byte alphabet (256) plus merges; enough for every task word whole
 
@@ -55,23 +37,7 @@ def task_corpus() -> list[str]:
 def build_tokenizer(corpus: list[str] | None = None,
                     vocab_size: int = BPE_VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """Byte-level BPE on `corpus` (default: `task_corpus()`) with StepFun's special tokens."""
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    bpe.decoder = decoders.ByteLevel()
-    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(corpus if corpus is not None else task_corpus(), trainer)
-    bpe.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t in SPECIAL_TOKENS])
-    bpe.add_tokens([AddedToken(t, special=False, normalized=False) for t in REASONING_TOKENS])
-    bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in AUDIO_TOKENS])
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=ENDOFTEXT,
-                                   pad_token=ENDOFTEXT, clean_up_tokenization_spaces=False)
+    return build_writer_tokenizer(vocab_size, corpus if corpus is not None else task_corpus())
 
 
 def write_tokenizer(tokenizer: PreTrainedTokenizerFast, path: Path) -> None:

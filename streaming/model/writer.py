@@ -156,8 +156,10 @@ def parameter_count(sizes: ModelSizes | str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_tokenizer(bpe_vocab_size: int) -> PreTrainedTokenizerFast:
-    """A Qwen2-style byte-level BPE trained on ENGLISH_TEXT, with StepFun's special tokens."""
+def build_tokenizer(bpe_vocab_size: int, corpus: list[str] | None = None
+                    ) -> PreTrainedTokenizerFast:
+    """A Qwen2-style byte-level BPE trained on `corpus` (default: ENGLISH_TEXT's lines), with
+    StepFun's special tokens after the learned vocabulary, in the real relative order."""
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
     bpe.pre_tokenizer = pre_tokenizers.Sequence([
@@ -168,7 +170,7 @@ def build_tokenizer(bpe_vocab_size: int) -> PreTrainedTokenizerFast:
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(vocab_size=bpe_vocab_size, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(ENGLISH_TEXT.splitlines(), trainer)
+    bpe.train_from_iterator(corpus if corpus is not None else ENGLISH_TEXT.splitlines(), trainer)
     bpe.add_special_tokens([AddedToken(t, special=True, normalized=False)
                             for t in SPECIAL_TOKENS])
     bpe.add_tokens([AddedToken(t, special=False, normalized=False) for t in REASONING_TOKENS])
