@@ -119,8 +119,15 @@ class ReasoningParser:
                 )
             reasoning = self._part_text(before)
             self._enter(_Phase.ANSWER)
-            return ReplyDelta(reasoning=reasoning, answer=self._part_text(after))
-        return ReplyDelta(answer=self._part_text(text))
+            return ReplyDelta(reasoning=reasoning, answer=self._answer_text(after))
+        return ReplyDelta(answer=self._answer_text(text))
+
+    def _answer_text(self, text: str) -> str:
+        """Answer text without tags: a tag is never speech, even where a branch that was meant
+        to answer writes one (an answer forked from a cut reasoning may close it again)."""
+        text = text.replace(OPEN_TAG, "").replace(CLOSE_TAG, "")
+        self._held = _partial_tag_suffix(text, CLOSE_TAG) or _partial_tag_suffix(text, OPEN_TAG)
+        return self._part_text(text[: len(text) - len(self._held)])
 
     def finish(self) -> ReplyDelta:
         """The end of the reply: release held text (a partial tag is plain text after all)."""

@@ -48,7 +48,10 @@ CASES = [
     ),
     ("partial tag at the very end is text", "thinking </thi", True, "thinking </thi", ""),
     ("partial open tag at the end is text", "<thi", True, "<thi", ""),
-    ("second close tag stays in the answer", "r</think>a</think>b", True, "r", "a</think>b"),
+    ("a second close tag is never spoken", "r</think>a</think>b", True, "r", "ab"),
+    ("a stray close tag in a no-think answer", "</think>\nSeven.", False, "", "Seven."),
+    ("tags split across the answer", "x</think>a</th" + "ink>b<thi" + "nk>c", True, "x", "abc"),
+    ("a partial tag at the end of an answer is text", "x</think>a </th", True, "x", "a </th"),
     (
         "inner whitespace kept",
         "one\n\ntwo  \n</think>\nthree\n four \n",
