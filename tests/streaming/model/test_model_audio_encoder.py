@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from streaming.model.audio_encoder import Adaptor, AudioEncoder, audio_token_count
+from streaming.model.audio_encoder import (
+    MEL_END_FRAMES,
+    Adaptor,
+    AudioEncoder,
+    audio_token_count,
+)
 from streaming.model.config import AudioEncoderConfig
 from streaming.model.frontend import CHUNK_SAMPLES, log_mel, mel_frame_count, split_chunks
 
@@ -65,9 +70,15 @@ def test_token_count_every_10ms_to_3s(encoder_and_adaptor):
     encoder, adaptor = encoder_and_adaptor
     mel_lens = torch.tensor([mel_frame_count(n) for n in range(RATE // 10, 3 * RATE + 1,
                                                                RATE // 100)])
+    assert_batch_counts(encoder, adaptor, mel_lens)
+
+
+def assert_batch_counts(encoder: AudioEncoder, adaptor: Adaptor, mel_lens: torch.Tensor) -> None:
+    """Random mels of these lengths in one zero-padded batch: every clip keeps exactly the
+    token count of the formula."""
     mels = torch.randn(len(mel_lens), 128, int(mel_lens.max()))
     with torch.inference_mode():
-        states, encoder_lens = encoder(mels, mel_lens - 2)
+        states, encoder_lens = encoder(mels, mel_lens - MEL_END_FRAMES)
         _, lens = adaptor(states, encoder_lens)
     for mel_len, kept in zip(mel_lens.tolist(), lens.tolist(), strict=True):
         assert kept == audio_token_count(mel_len) == design_formula(mel_len)
@@ -95,12 +106,7 @@ def test_token_count_coarse_to_60s(encoder_and_adaptor):
         assert len(chunks) == -(-n_samples // CHUNK_SAMPLES)
         mel_lens += [mel_frame_count(len(c)) for c in chunks]
     mel_lens = torch.tensor(sorted(set(mel_lens)))
-    mels = torch.randn(len(mel_lens), 128, int(mel_lens.max()))
-    with torch.inference_mode():
-        states, encoder_lens = encoder(mels, mel_lens - 2)
-        _, lens = adaptor(states, encoder_lens)
-    for mel_len, kept in zip(mel_lens.tolist(), lens.tolist(), strict=True):
-        assert kept == audio_token_count(mel_len) == design_formula(mel_len)
+    assert_batch_counts(encoder, adaptor, mel_lens)
 
 
 def test_log_mel_frames_feed_the_count(encoder_and_adaptor):
