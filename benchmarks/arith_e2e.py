@@ -10,7 +10,7 @@ apart.
     python -m benchmarks.arith_e2e                # 60 questions, reasoning effort xhigh
     python -m benchmarks.arith_e2e --items 300 --effort minimal
 
-Prints a table and writes benchmarks/results/arith_e2e.json.
+Prints a table and writes benchmarks/results/arith_e2e.json (`--out` for another file).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--effort", default="xhigh", help="session reasoning effort")
     parser.add_argument("--seed", type=int, default=2000, help="question set (not training's)")
     parser.add_argument("--model", default=None, help="checkpoint (default: the embedded one)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "arith_e2e.json")
     return parser.parse_args(argv)
 
 
@@ -94,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'questions':<20}{'items':>6}{'audio (asr)':>13}{'transcript':>12}")
     for kind, row in report["table"].items():
         print(f"{kind:<20}{row['items']:>6}{row['audio']:>13.1%}{row['text']:>12.1%}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "arith_e2e.json"
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -14,7 +14,9 @@ the server's part of the latency (commit -> first audio) as a fraction of silenc
 
     python -m benchmarks.modes                    # tiny random checkpoint, 200 reasoning tokens
     python -m benchmarks.modes --quick            # 2 questions, 1 run: about a minute
-    python -m benchmarks.modes --size bench50m --reasoning-tokens 300
+    python -m benchmarks.modes --size bench50m --dtype bfloat16   # a decode step about as
+                                                  # long as the 33B model's on one GPU
+    python -m benchmarks.modes --modes think_then_speak think_first --reasoning-tokens 400
     python -m benchmarks.modes --model PATH       # a real checkpoint (reasons as it likes,
                                                   # up to the budget)
 
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.server_process import free_port, server_process
+from server.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 MODE_EFFORTS = {  # one effort per scheduling mode (streaming.scheduler.EFFORT_MODES)
@@ -59,7 +62,6 @@ QUICK_QUESTIONS, QUICK_RUNS = 2, 1
 REASONING_TOKENS = 200  # the target is stated for reasoning of at least this length
 ANSWER_TOKENS = 60  # the answer's share of max_output_tokens: keeps each reply short
 SILENCE_MS = 500  # server_vad silence_duration_ms: the turn commits after this much silence
-SPECULATIVE_START_MS = 100  # speculation starts this far into the silence
 LEAD_MS = 300  # silence before each question
 APPEND_MS = 20  # microphone-like appends, sent in real time
 WIRE_RATE = 24_000
@@ -88,7 +90,7 @@ def serve(args: argparse.Namespace) -> None:
                                 reasoning_budget=args.reasoning_tokens)
     settings = ResponderSettings(max_output_tokens=args.reasoning_tokens + ANSWER_TOKENS,
                                  schedule=schedule)
-    responder = load_responder(args.model, device="cpu", dtype="float32", max_sequences=8,
+    responder = load_responder(args.model, device="cpu", dtype=args.dtype, max_sequences=8,
                                max_seq_len=2048, settings=settings)
     server_settings = Settings(host="127.0.0.1", port=args.port,
                                speculative_start_ms=args.speculative_start_ms)
@@ -102,7 +104,7 @@ def own_server(args: argparse.Namespace, model: str, speculative_start_ms: int) 
     with server_process("benchmarks.modes", port, [
         "--model", model, "--speculative-start-ms", str(speculative_start_ms),
         "--reasoning-tokens", str(args.reasoning_tokens), "--tc", str(args.tc),
-        "--tr", str(args.tr), "--threads", str(args.threads),
+        "--tr", str(args.tr), "--threads", str(args.threads), "--dtype", args.dtype,
     ]):
         yield f"127.0.0.1:{port}"
 
@@ -204,19 +206,19 @@ def _counter(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name
 # --- the run -----------------------------------------------------------------------------------
 
 
-async def measure(address: str, questions: list[tuple[np.ndarray, int]], runs: int
-                  ) -> dict[str, dict[str, Any]]:
+async def measure(address: str, questions: list[tuple[np.ndarray, int]], runs: int,
+                  modes: list[str]) -> dict[str, dict[str, Any]]:
     """Every mode on every question, `runs` times over, mode after mode in each run (so that
     a change in the machine's load spreads over all modes)."""
-    latencies: dict[str, list[float]] = {mode: [] for mode in MODE_EFFORTS}
-    reasoning: dict[str, float] = dict.fromkeys(MODE_EFFORTS, 0.0)
-    wasted: dict[str, float] = dict.fromkeys(MODE_EFFORTS, 0.0)
+    latencies: dict[str, list[float]] = {mode: [] for mode in modes}
+    reasoning: dict[str, float] = dict.fromkeys(modes, 0.0)
+    wasted: dict[str, float] = dict.fromkeys(modes, 0.0)
     first = scrape(address)
     for _ in range(runs):
-        for mode, effort in MODE_EFFORTS.items():
+        for mode in modes:
             before = scrape(address)
             for pcm, end in questions:
-                latencies[mode].append(await ask(address, effort, pcm, end))
+                latencies[mode].append(await ask(address, MODE_EFFORTS[mode], pcm, end))
             after = scrape(address)
             for name, totals in (("realtime_reasoning_tokens", reasoning),
                                  ("realtime_speculation_wasted_tokens", wasted)):
@@ -258,10 +260,20 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
             result["server_ratio_to_baseline"] = server / baseline_server
 
 
+def speculation_ceiling_s(trigger_ms: int) -> float:
+    """The most speculation can save: from the frame that reaches the trigger to the one that
+    closes the silence window (30 ms VAD frames). Reached when a reply's work is longer."""
+    from server.vad import FRAME_MS
+
+    frames = lambda ms: -(-ms // FRAME_MS)  # noqa: E731
+    return (frames(SILENCE_MS) - frames(trigger_ms)) * FRAME_MS / 1000
+
+
 def speculation_savings(off: dict[str, dict[str, Any]], on: dict[str, dict[str, Any]]
                         ) -> dict[str, dict[str, float]]:
     """Per mode: what speculative start takes off the server's part and off the client's
-    first-packet latency, in seconds and as a fraction of silence_duration_ms."""
+    first-packet latency, in seconds and as a fraction of silence_duration_ms. The server's
+    part cannot shrink by more than it was, nor by more than `speculation_ceiling_s`."""
     savings = {}
     for mode in off:
         server_off = off[mode]["server_stage_mean_s"].get("server")
@@ -289,8 +301,9 @@ def print_table(report: dict[str, Any]) -> None:
                   f"{r['first_packet_p95_s'] * 1000:>8.0f}{r['p50_ratio_to_baseline']:>8.2f}"
                   f"{r.get('server_ratio_to_baseline', float('nan')):>9.2f}"
                   f"{r['reasoning_tokens_mean']:>8.0f}{stages}")
-    print(f"\nspeculative start (after {report['config']['speculative_start_ms']} ms of a "
-          f"{SILENCE_MS} ms silence window) saves:")
+    trigger = report["config"]["speculative_start_ms"]
+    print(f"\nspeculative start (after {trigger} ms of a {SILENCE_MS} ms silence window; at "
+          f"most {speculation_ceiling_s(trigger) * 1000:.0f} ms) saves:")
     for mode, saved in report["speculation_savings"].items():
         server = saved.get("server_saved_s")
         fraction = saved.get("server_saved_fraction_of_silence")
@@ -310,14 +323,16 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
     runs = QUICK_RUNS if args.quick else args.runs
     questions = spoken_questions(count)
     report: dict[str, Any] = {"config": {
-        "model": args.model or f"random {args.size}", "reasoning_tokens": args.reasoning_tokens,
+        "model": args.model or f"random {args.size}", "dtype": args.dtype,
+        "reasoning_tokens": args.reasoning_tokens,
         "tc": args.tc, "tr": args.tr, "questions": count, "runs": runs,
         "silence_duration_ms": SILENCE_MS, "speculative_start_ms": args.speculative_start_ms,
+        "speculation_ceiling_s": speculation_ceiling_s(args.speculative_start_ms),
     }}
     for setting, start_ms in (("off", 0), ("on", args.speculative_start_ms)):
         with own_server(args, model, start_ms) as address:
             await ask(address, "minimal", *questions[0])  # warm-up: first-call costs
-            results = await measure(address, questions, runs)
+            results = await measure(address, questions, runs, args.modes)
         add_ratios(results)
         report["speculation_" + setting] = results
     report["speculation_savings"] = speculation_savings(report["speculation_off"],
@@ -337,7 +352,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--questions", type=int, default=DEFAULT_QUESTIONS)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS,
                         help="passes over the questions per mode")
-    parser.add_argument("--speculative-start-ms", type=int, default=SPECULATIVE_START_MS)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="server weights (default %(default)s)")
+    parser.add_argument("--modes", nargs="+", choices=list(MODE_EFFORTS),
+                        default=list(MODE_EFFORTS), help="modes to run (always with %s)" % BASELINE)
+    parser.add_argument("--speculative-start-ms", type=int,
+                        default=Settings().speculative_start_ms,
+                        help="speculation trigger of the 'on' runs (default: the server's, "
+                             "%(default)s)")
     parser.add_argument("--threads", type=int, default=SERVER_THREADS,
                         help="torch threads of the server (default %(default)s)")
     parser.add_argument("--quick", action="store_true",
@@ -350,6 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.modes = [mode for mode in MODE_EFFORTS if mode in {BASELINE, *args.modes}]
     if args.serve:
         serve(args)
         return 0

@@ -49,7 +49,9 @@ class Settings:
         0.92, "first-packet latency target, exported as a gauge"
     )
     speculative_start_ms: int = _opt(
-        200, "start a response after this much silence inside a turn, before it commits; 0: off"
+        60,
+        "start a response after this much silence inside a turn, before it commits (two 30 ms "
+        "VAD frames: see benchmarks/speculation.py for false starts against savings); 0: off",
     )
     model_name: str = _opt("step-audio-r1", "model name reported in session objects")
     default_voice: str | None = _opt(

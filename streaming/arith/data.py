@@ -12,6 +12,8 @@ Everything is deterministic from (seed, split, index): item i of a split draws f
 random generator, so a split is the same whatever the number of worker processes. Some voices
 (whole languages and whole variants) and some phrasings are held out of `train` entirely; the
 `eval` split uses only those, `dev` uses training voices and phrasings with other seeds.
+Training and dev questions may also open or close with a filler ("hey", "thanks"): words the
+model must learn to pass over, as it has to with the held-out carriers' unknown words.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ PITCH = (25, 75)
 GAIN_DB = (-18.0, 4.0)  # relative to espeak's level, which peaks near full scale
 SNR_DB = (8.0, 40.0)
 NOISE_PROBABILITY = 0.75
-SILENCE_S = (0.0, 0.3)  # leading and trailing, each
+LEAD_SILENCE_S = (0.0, 0.35)
+# The server hands the model its turn with the whole silence window after the speech (500 ms
+# by default), and a speculative start with about 60 ms of it: trailing silence spans both.
+TRAIL_SILENCE_S = (0.0, 0.7)
 SPLIT_SEEDS = {"train": 1, "dev": 2, "eval": 3}
 
 OPERATORS = ("+", "-", "*", "/")
@@ -61,10 +66,26 @@ VERB_FORMS = {
     "/": ("divide {a} by {b}",),
 }
 TRAIN_NOUN_CARRIERS = ("what is {e}", "what's {e}", "{e}", "calculate {e}", "tell me {e}",
-                       "what is {e} equal to")
+                       "what is {e} equal to", "what would be {e}", "compute {e}",
+                       "find {e}", "give me {e}", "solve {e}", "do you know {e}",
+                       "what does {e} make", "what's the result of {e}", "I need {e}")
 HELD_OUT_NOUN_CARRIERS = ("how much is {e}", "can you work out {e}")
-TRAIN_VERB_CARRIERS = ("{v}", "please {v}", "what do you get if you {v}")
+TRAIN_VERB_CARRIERS = ("{v}", "please {v}", "what do you get if you {v}", "could you {v}",
+                       "would you {v}", "now {v}", "help me {v}", "what happens if you {v}",
+                       "tell me what you get if you {v}")
 HELD_OUT_VERB_CARRIERS = ("what do you get when you {v}",)
+
+# Words before and after a training question, so that the model learns to pass over words it
+# has no use for (the held-out phrasings bring unknown ones). None sounds like a number
+# ("to", "for", "one"), and none is a word of a held-out carrier (see `held_out_words`).
+TRAIN_PREFIXES = ("hey", "okay", "so", "um", "well", "hello", "hi", "excuse me",
+                  "quick question", "I wonder", "let me ask you", "right", "alright", "listen",
+                  "next question", "hmm", "oh", "let's see", "good morning", "I have a question",
+                  "please tell me", "hey there", "okay so", "right then")
+TRAIN_SUFFIXES = ("please", "thanks", "thank you", "exactly", "in your head", "okay", "again",
+                  "if you know", "right now", "quickly", "I wonder")
+PREFIX_PROBABILITY = 0.4
+SUFFIX_PROBABILITY = 0.25
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
          "fourteen fifteen sixteen seventeen eighteen nineteen").split()
@@ -216,13 +237,32 @@ def make_utterance(split: str, index: int, seed: int = 0) -> Utterance:
     templates = phrasings(problem.op, held_phrasing)
     text = templates[rng.integers(len(templates))].format(
         a=number_words(problem.a), b=number_words(problem.b))
+    voice = voices[rng.integers(len(voices))]
+    rate_wpm = int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1))
+    pitch = int(rng.integers(PITCH[0], PITCH[1] + 1))
+    if split != "eval":  # held-out questions are scored as they were before fillers existed
+        text = _with_fillers(text, rng)
     return Utterance(
         split=split, index=index, problem=problem, text=text,
-        voice=voices[rng.integers(len(voices))],
-        rate_wpm=int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
-        pitch=int(rng.integers(PITCH[0], PITCH[1] + 1)),
-        held_out_voice=held_voice, held_out_phrasing=held_phrasing,
+        voice=voice, rate_wpm=rate_wpm, pitch=pitch, held_out_voice=held_voice, held_out_phrasing=held_phrasing,
     )
+
+
+def _with_fillers(text: str, rng: np.random.Generator) -> str:
+    if rng.random() < PREFIX_PROBABILITY:
+        text = f"{TRAIN_PREFIXES[rng.integers(len(TRAIN_PREFIXES))]} {text}"
+    if rng.random() < SUFFIX_PROBABILITY:
+        text = f"{text} {TRAIN_SUFFIXES[rng.integers(len(TRAIN_SUFFIXES))]}"
+    return text
+
+
+def held_out_words() -> set[str]:
+    """Words that only the held-out carriers use: no training text may contain one."""
+    def words(carriers: tuple[str, ...]) -> set[str]:
+        return {w for c in carriers for w in c.split() if "{" not in w}
+
+    train = words(TRAIN_NOUN_CARRIERS + TRAIN_VERB_CARRIERS)
+    return words(HELD_OUT_NOUN_CARRIERS + HELD_OUT_VERB_CARRIERS) - train
 
 
 def item_rng(split: str, index: int, seed: int) -> np.random.Generator:
@@ -270,7 +310,8 @@ def augment_wave(wave: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
 
     Returns the new wave and the number of silent samples put in front.
     """
-    pad = (rng.uniform(*SILENCE_S, size=2) * SAMPLE_RATE).astype(int)
+    pad = (np.array([rng.uniform(*LEAD_SILENCE_S), rng.uniform(*TRAIL_SILENCE_S)])
+           * SAMPLE_RATE).astype(int)
     wave = np.pad(wave, (pad[0], pad[1])) * 10 ** (rng.uniform(*GAIN_DB) / 20)
     if rng.random() < NOISE_PROBABILITY:
         noise = _pink_noise(len(wave), rng) if rng.random() < 0.5 else rng.standard_normal(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
-from streaming.arith.data import all_problems, phrasings
+from streaming.arith.data import TRAIN_PREFIXES, TRAIN_SUFFIXES, all_problems, phrasings
 from streaming.model.writer import ENGLISH_TEXT, save_tokenizer
 from streaming.model.writer import build_tokenizer as build_writer_tokenizer
 
@@ -30,6 +30,7 @@ def task_corpus() -> list[str]:
         lines += [problem.reasoning, problem.answer]
     for op in ("+", "-", "*", "/"):
         lines += phrasings(op, held_out=False)
+    lines += [*TRAIN_PREFIXES, *TRAIN_SUFFIXES]
     lines += ["human", "assistant", "system", *SYSTEM_PROMPTS]
     return lines + ENGLISH_TEXT.splitlines()
 

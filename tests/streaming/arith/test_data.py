@@ -11,6 +11,7 @@ from streaming.arith.data import (
     all_problems,
     answer_number,
     augment_wave,
+    held_out_words,
     held_out_voices,
     make_utterance,
     number_words,
@@ -61,11 +62,22 @@ def test_held_out_voices_and_phrasings_are_disjoint_from_training() -> None:
         assert (u.voice in held_out_voices()) == u.held_out_voice
     assert {u.text for u in evaluation if u.held_out_phrasing}.isdisjoint(
         {u.text for u in train})
-    # Every training text comes from a training template.
+    # Every training text is a training template, maybe between fillers, and has no word that
+    # only a held-out carrier uses.
+    fillers = {"prefix": 0, "suffix": 0}
     for u in train:
         words = [number_words(u.problem.a), number_words(u.problem.b)]
-        assert any(t.replace("A", words[0]).replace("B", words[1]) == u.text
-                   for t in train_templates), u.text
+        texts = {t.replace("A", words[0]).replace("B", words[1]) for t in train_templates}
+        found = [(p, x) for p in ("", *data.TRAIN_PREFIXES) for x in ("", *data.TRAIN_SUFFIXES)
+                 if u.text.removeprefix(f"{p} " if p else "").removesuffix(f" {x}" if x else "")
+                 in texts and (not p or u.text.startswith(p + " "))
+                 and (not x or u.text.endswith(" " + x))]
+        assert found, u.text
+        fillers["prefix"] += all(p for p, _ in found)
+        fillers["suffix"] += all(x for _, x in found)
+        assert not set(u.text.lower().split()) & held_out_words(), u.text
+    assert fillers["prefix"] > 60 and fillers["suffix"] > 30
+    assert held_out_words() == {"how", "much", "can", "work", "out", "when"}
 
 
 def test_utterances_are_deterministic() -> None:

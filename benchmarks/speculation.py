@@ -1,0 +1,128 @@
+"""Speculation trigger: what starting a response N ms into a pause costs and what it can save.
+
+The server starts a response speculatively once a pause inside a turn reaches
+`--speculative-start-ms` (DESIGN section 5) and throws it away if speech resumes. A short
+trigger hides more of the silence window; it also fires in the pauses between words. This runs
+the server's own turn detector (webrtcvad, `server.vad.TurnDetector`, default `server_vad`
+settings) over spoken questions from the arithmetic data generator (espeak-ng, every voice,
+120-240 words per minute, gain and noise) and, per trigger, counts:
+
+- false starts per turn: pauses inside the question that reach the trigger (each one is a
+  speculative response started and discarded; its tokens are the cost);
+- turns with at least one false start;
+- the most speculation can save: from the trigger to the commit at the end of the silence
+  window, in ms and as a fraction of `silence_duration_ms` (reached when the response takes at
+  least that long to its first audio, as reasoning does).
+
+    python -m benchmarks.speculation                # 300 questions
+    python -m benchmarks.speculation --items 60     # quicker
+
+Prints a table and writes benchmarks/results/speculation.json. No model, no server: only the
+detector, so the counts are exact for these clips, not timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+TRIGGERS_MS = (30, 60, 90, 120, 150, 200, 300)
+TAIL_MS = 700  # silence after each question: longer than the window, so every turn commits
+
+
+def silent_runs(pcm: np.ndarray, frame_samples: int) -> tuple[list[int], int | None]:
+    """(longest silence reached in each pause inside speech, ms of silence at the commit).
+
+    A pause is a run of unvoiced frames while the detector is in speech; the last one is the
+    turn's end if the detector committed there (then the second value is its length).
+    """
+    from server.vad import ServerVad, TurnDetector
+
+    detector = TurnDetector(ServerVad())
+    pauses: list[int] = []
+    committed_at = None
+    for start in range(0, len(pcm) - frame_samples + 1, frame_samples):
+        was_silent = detector.silent_ms
+        events = detector.feed(pcm[start : start + frame_samples])
+        if any(type(e).__name__ == "SpeechStopped" for e in events):
+            committed_at = was_silent + int(1000 * frame_samples / 16_000)
+            pauses.append(committed_at)
+            break
+        if detector.in_speech and detector.silent_ms == 0 and was_silent > 0:
+            pauses.append(was_silent)  # a pause that speech ended
+    return pauses, committed_at
+
+
+def clips(items: int) -> list[np.ndarray]:
+    """16 kHz int16 questions from the dev and eval splits (training and held-out voices)."""
+    from streaming.arith.data import make_utterance, speak
+
+    waves = []
+    for i in range(items):
+        split = "eval" if i % 2 else "dev"
+        wave = speak(make_utterance(split, i // 2, seed=11), seed=11)
+        tail = np.zeros(16_000 * TAIL_MS // 1000, np.float32)
+        waves.append((np.concatenate([wave, tail]) * 32767).astype(np.int16))
+    return waves
+
+
+def measure(items: int) -> dict:
+    from server.vad import FRAME_SAMPLES, ServerVad
+
+    window = ServerVad().silence_duration_ms
+    turns = [silent_runs(pcm, FRAME_SAMPLES) for pcm in clips(items)]
+    committed = [(pauses, end) for pauses, end in turns if end is not None]
+    rows = []
+    for trigger in TRIGGERS_MS:
+        false_starts = [sum(p >= trigger for p in pauses[:-1]) for pauses, _ in committed]
+        ceiling = float(np.median([end - _round_up(trigger) for _, end in committed]))
+        rows.append({
+            "trigger_ms": trigger,
+            "false_starts_per_turn": float(np.mean(false_starts)),
+            "turns_with_false_start": float(np.mean([n > 0 for n in false_starts])),
+            "most_saved_ms": ceiling,
+            "most_saved_fraction_of_window": ceiling / window,
+        })
+    return {"config": {"items": items, "committed_turns": len(committed),
+                       "silence_duration_ms": window, "vad": "server_vad defaults"},
+            "triggers": rows}
+
+
+def _round_up(trigger_ms: int) -> int:
+    """Speculation fires at the end of the first 30 ms frame that reaches the trigger."""
+    from server.vad import FRAME_MS
+
+    return -(-trigger_ms // FRAME_MS) * FRAME_MS
+
+
+def print_table(report: dict) -> None:
+    config = report["config"]
+    print(f"{config['committed_turns']} turns, silence window {config['silence_duration_ms']} ms")
+    print(f"{'trigger ms':>10}{'false starts/turn':>19}{'turns with one':>16}"
+          f"{'most saved ms':>15}{'of window':>11}")
+    for row in report["triggers"]:
+        print(f"{row['trigger_ms']:>10}{row['false_starts_per_turn']:>19.2f}"
+              f"{row['turns_with_false_start']:>16.0%}{row['most_saved_ms']:>15.0f}"
+              f"{row['most_saved_fraction_of_window']:>11.0%}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=300, help="spoken questions")
+    parser.add_argument("--out", type=Path, default=RESULTS / "speculation.json")
+    args = parser.parse_args(argv)
+    report = measure(args.items)
+    print_table(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
