@@ -2,26 +2,31 @@
 
 The same spoken questions (espeak-ng) go through the server over a real socket on 127.0.0.1,
 streamed in real time as a microphone would, in every scheduling mode: think_then_speak (the
-baseline: full reasoning, then the answer), think_first, speak_first and no_think; once with
-speculative turn start off and once on. A reasoning budget makes every reasoning mode reason
-exactly N tokens even with random weights (which rarely write `</think>`), so the modes differ
-only in when the answer starts.
+baseline: full reasoning, then the answer), think_first, speak_first and no_think; each on two
+servers at once, one with speculative turn start off and one with it on, question by question
+(paired, so that drift in the machine's speed does not pass for a difference between them). A
+reasoning budget makes every reasoning mode reason exactly N tokens, so the modes differ only in
+when the answer starts.
+
+The default model is a random 48.6M-parameter checkpoint in bf16: on these CPUs one decode step
+takes about 27 ms, near what Step-Audio-R1 (33B) takes on one GPU, so stage times have the real
+proportions (a tiny model's 1.5 ms steps leave only the fixed costs). Its output layer is
+limited to whole words (`words_only`), so that its answers are speakable as a trained model's.
 
 Per mode it reports first-packet latency p50/p95 from the client (end of the question's speech
 as sent -> first audio delta), the server's split by stage (means, from /metrics, labelled by
 mode), the ratio of each mode's p50 to think_then_speak's, and what speculative start saves on
 the server's part of the latency (commit -> first audio) as a fraction of silence_duration_ms.
 
-    python -m benchmarks.modes                    # tiny random checkpoint, 200 reasoning tokens
-    python -m benchmarks.modes --quick            # 2 questions, 1 run: about a minute
-    python -m benchmarks.modes --size bench50m --dtype bfloat16   # a decode step about as
-                                                  # long as the 33B model's on one GPU
-    python -m benchmarks.modes --modes think_then_speak think_first --reasoning-tokens 400
+    python -m benchmarks.modes                    # about 10 minutes on two cores
+    python -m benchmarks.modes --modes think_first --reasoning-tokens 400
+    python -m benchmarks.modes --quick --size tiny --dtype float32   # a smoke run, ~40 s
     python -m benchmarks.modes --model PATH       # a real checkpoint (reasons as it likes,
                                                   # up to the budget)
 
-Prints a table and writes benchmarks/results/modes.json. Figures are medians over runs. The
-server runs in its own process, so the client's pacing does not share its event loop or GIL.
+Prints a table and writes benchmarks/results/modes.json and a plot beside it (`.png`). Figures
+are medians over runs. The servers run in their own processes, so the client's pacing does not
+share their event loop.
 """
 
 from __future__ import annotations
@@ -206,34 +211,47 @@ def _counter(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name
 # --- the run -----------------------------------------------------------------------------------
 
 
-async def measure(address: str, questions: list[tuple[np.ndarray, int]], runs: int,
-                  modes: list[str]) -> dict[str, dict[str, Any]]:
-    """Every mode on every question, `runs` times over, mode after mode in each run (so that
-    a change in the machine's load spreads over all modes)."""
-    latencies: dict[str, list[float]] = {mode: [] for mode in modes}
-    reasoning: dict[str, float] = dict.fromkeys(modes, 0.0)
-    wasted: dict[str, float] = dict.fromkeys(modes, 0.0)
-    first = scrape(address)
+async def measure(servers: dict[str, str], questions: list[tuple[np.ndarray, int]], runs: int,
+                  modes: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every mode on every question, `runs` times over, on every server (setting -> address).
+
+    Paired: each question goes to every server in turn (the order alternating), mode after mode
+    in each run, so that a change in the machine's speed falls on all settings and modes alike
+    rather than on whichever server happened to run later.
+    """
+    latencies = {s: {mode: [] for mode in modes} for s in servers}
+    reasoning = {s: dict.fromkeys(modes, 0.0) for s in servers}
+    wasted = {s: dict.fromkeys(modes, 0.0) for s in servers}
+    first = {s: scrape(address) for s, address in servers.items()}
+    turn = 0
     for _ in range(runs):
         for mode in modes:
-            before = scrape(address)
+            before = {s: scrape(address) for s, address in servers.items()}
             for pcm, end in questions:
-                latencies[mode].append(await ask(address, MODE_EFFORTS[mode], pcm, end))
-            after = scrape(address)
-            for name, totals in (("realtime_reasoning_tokens", reasoning),
-                                 ("realtime_speculation_wasted_tokens", wasted)):
-                totals[mode] += _counter(after, name) - _counter(before, name)
-    last = scrape(address)
+                order = list(servers) if turn % 2 == 0 else list(reversed(servers))
+                turn += 1
+                for setting in order:
+                    latencies[setting][mode].append(
+                        await ask(servers[setting], MODE_EFFORTS[mode], pcm, end))
+            for setting, address in servers.items():
+                after = scrape(address)
+                for name, totals in (("realtime_reasoning_tokens", reasoning[setting]),
+                                     ("realtime_speculation_wasted_tokens", wasted[setting])):
+                    totals[mode] += _counter(after, name) - _counter(before[setting], name)
+    last = {s: scrape(address) for s, address in servers.items()}
     return {
-        mode: {
-            "first_packet_p50_s": float(np.percentile(values, 50)),
-            "first_packet_p95_s": float(np.percentile(values, 95)),
-            "first_packet_s": values,
-            "server_stage_mean_s": _stage_delta(first, last, mode),
-            "reasoning_tokens_mean": reasoning[mode] / len(values),
-            "wasted_speculative_tokens": wasted[mode],
+        setting: {
+            mode: {
+                "first_packet_p50_s": float(np.percentile(values, 50)),
+                "first_packet_p95_s": float(np.percentile(values, 95)),
+                "first_packet_s": values,
+                "server_stage_mean_s": _stage_delta(first[setting], last[setting], mode),
+                "reasoning_tokens_mean": reasoning[setting][mode] / len(values),
+                "wasted_speculative_tokens": wasted[setting][mode],
+            }
+            for mode, values in by_mode.items()
         }
-        for mode, values in latencies.items()
+        for setting, by_mode in latencies.items()
     }
 
 
@@ -271,19 +289,31 @@ def speculation_ceiling_s(trigger_ms: int) -> float:
 
 def speculation_savings(off: dict[str, dict[str, Any]], on: dict[str, dict[str, Any]]
                         ) -> dict[str, dict[str, float]]:
-    """Per mode: what speculative start takes off the server's part and off the client's
-    first-packet latency, in seconds and as a fraction of silence_duration_ms. The server's
-    part cannot shrink by more than it was, nor by more than `speculation_ceiling_s`."""
+    """Per mode: what speculative start takes off the server's part, two ways, in seconds and
+    as a fraction of silence_duration_ms.
+
+    - `server_saved`: the server's part (commit -> first audio) off minus on: the plain
+      difference, but of two long and noisy means when the reasoning is long;
+    - `head_start`: on the speculating server alone, the work to the first speech chunk
+      (timed from the response's start) minus what was left after the commit: how much of
+      the work was done before the commit. It cannot exceed `speculation_ceiling_s` nor the
+      work itself, and it has no noise of a second run.
+
+    Also the client's first-packet p50 off minus on.
+    """
     savings = {}
     for mode in off:
-        server_off = off[mode]["server_stage_mean_s"].get("server")
-        server_on = on[mode]["server_stage_mean_s"].get("server")
+        stages_off = off[mode]["server_stage_mean_s"]
+        stages_on = on[mode]["server_stage_mean_s"]
         saved = {"first_packet_p50_saved_s": off[mode]["first_packet_p50_s"]
                  - on[mode]["first_packet_p50_s"]}
-        if server_off is not None and server_on is not None:
-            saved["server_saved_s"] = server_off - server_on
-            saved["server_saved_fraction_of_silence"] = (server_off - server_on) / (
-                SILENCE_MS / 1000)
+        if "server" in stages_off and "server" in stages_on:
+            saved["server_saved_s"] = stages_off["server"] - stages_on["server"]
+        if "first_tts_chunk" in stages_on and "server" in stages_on:
+            saved["head_start_s"] = max(0.0, stages_on["first_tts_chunk"] - stages_on["server"])
+        for key in ("server_saved", "head_start"):
+            if f"{key}_s" in saved:
+                saved[f"{key}_fraction_of_silence"] = saved[f"{key}_s"] / (SILENCE_MS / 1000)
         savings[mode] = saved
     return savings
 
@@ -304,18 +334,57 @@ def print_table(report: dict[str, Any]) -> None:
     trigger = report["config"]["speculative_start_ms"]
     print(f"\nspeculative start (after {trigger} ms of a {SILENCE_MS} ms silence window; at "
           f"most {speculation_ceiling_s(trigger) * 1000:.0f} ms) saves:")
+    print(f"  {'mode':<18}{'client p50':>11}{'server part':>13}{'of window':>11}"
+          f"{'head start':>12}{'of window':>11}")
     for mode, saved in report["speculation_savings"].items():
-        server = saved.get("server_saved_s")
-        fraction = saved.get("server_saved_fraction_of_silence")
-        print(f"  {mode:<18} first packet p50 {saved['first_packet_p50_saved_s'] * 1000:6.0f} ms"
-              + ("" if server is None else
-                 f", server part {server * 1000:6.0f} ms = {fraction:.0%} of the window"))
+        cells = [f"{saved['first_packet_p50_saved_s'] * 1000:>9.0f}ms"]
+        for key in ("server_saved", "head_start"):
+            if f"{key}_s" in saved:
+                cells += [f"{saved[f'{key}_s'] * 1000:>11.0f}ms",
+                          f"{saved[f'{key}_fraction_of_silence']:>11.0%}"]
+            else:
+                cells += [f"{'-':>13}", f"{'-':>11}"]
+        print(f"  {mode:<18}" + "".join(cells))
 
 
 def default_checkpoint(size: str, directory: Path) -> str:
     from streaming.model.writer import write_checkpoint
 
-    return str(write_checkpoint(directory / size, size, seed=0))
+    path = write_checkpoint(directory / size, size, seed=0)
+    words_only(path)
+    return str(path)
+
+
+def words_only(path: Path) -> None:
+    """Let a random checkpoint write only whole words: zero every other row of `lm_head`.
+
+    With random weights and greedy decoding a model repeats a few sub-word pieces that never
+    end a word, so speech would wait for the whole answer and the benchmark would time the
+    answer's length, not the scheduling. With only `Ġword` tokens left above zero it writes one
+    word per token (a trained model writes about 1.3 tokens per English word), so the first
+    clause for speech is ready after a few tokens, as it would be. `</think>` and end-of-turn
+    are among the zeroed rows: the reasoning budget ends every reasoning, and every answer runs
+    to its token limit.
+    """
+    import re
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    vocab = json.loads((path / "vocab.json").read_text())
+    words = [i for token, i in vocab.items() if re.fullmatch("\u0120[a-z]{2,}", token)]
+    for shard in path.glob("*.safetensors"):
+        with safe_open(shard, "pt") as f:
+            if "lm_head.weight" not in f.keys():
+                continue
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+            metadata = f.metadata()
+        head = tensors["lm_head.weight"]
+        keep = torch.zeros(head.shape[0], dtype=torch.bool)
+        keep[words] = True
+        tensors["lm_head.weight"] = head * keep[:, None].to(head.dtype)
+        save_file(tensors, shard, metadata=metadata)
 
 
 async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
@@ -329,12 +398,15 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "silence_duration_ms": SILENCE_MS, "speculative_start_ms": args.speculative_start_ms,
         "speculation_ceiling_s": speculation_ceiling_s(args.speculative_start_ms),
     }}
-    for setting, start_ms in (("off", 0), ("on", args.speculative_start_ms)):
-        with own_server(args, model, start_ms) as address:
+    with contextlib.ExitStack() as stack:
+        servers = {setting: stack.enter_context(own_server(args, model, start_ms))
+                   for setting, start_ms in (("off", 0), ("on", args.speculative_start_ms))}
+        for address in servers.values():
             await ask(address, "minimal", *questions[0])  # warm-up: first-call costs
-            results = await measure(address, questions, runs, args.modes)
-        add_ratios(results)
-        report["speculation_" + setting] = results
+        results = await measure(servers, questions, runs, args.modes)
+    for setting, by_mode in results.items():
+        add_ratios(by_mode)
+        report["speculation_" + setting] = by_mode
     report["speculation_savings"] = speculation_savings(report["speculation_off"],
                                                         report["speculation_on"])
     return report
@@ -344,7 +416,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint directory (default: a random --size one)")
-    parser.add_argument("--size", default="tiny", help="random checkpoint preset: tiny, bench50m")
+    parser.add_argument("--size", default="bench50m",
+                        help="random checkpoint preset: bench50m (default), tiny")
     parser.add_argument("--reasoning-tokens", type=int, default=REASONING_TOKENS,
                         help="reasoning budget of every reply (default %(default)s)")
     parser.add_argument("--tc", type=int, default=80, help="reasoning segment (Tc)")
@@ -352,10 +425,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--questions", type=int, default=DEFAULT_QUESTIONS)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS,
                         help="passes over the questions per mode")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16",
                         help="server weights (default %(default)s)")
     parser.add_argument("--modes", nargs="+", choices=list(MODE_EFFORTS),
-                        default=list(MODE_EFFORTS), help="modes to run (always with %s)" % BASELINE)
+                        default=list(MODE_EFFORTS), help=f"modes to run (always with {BASELINE})")
     parser.add_argument("--speculative-start-ms", type=int,
                         default=Settings().speculative_start_ms,
                         help="speculation trigger of the 'on' runs (default: the server's, "
@@ -365,9 +438,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_QUESTIONS} questions, {QUICK_RUNS} run")
     parser.add_argument("--out", type=Path, default=RESULTS / "modes.json")
+    parser.add_argument("--replot", action="store_true",
+                        help="recompute the savings, table and plot of an earlier --out; "
+                             "run nothing")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Bars of the client's p50 first-packet latency per mode, split into the endpoint delay
+    (speech end -> commit) and the rest, speculation off beside on; the 0.92 s target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(report["speculation_off"])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.38
+    for offset, setting in ((-width / 2, "off"), (width / 2, "on")):
+        results = report["speculation_" + setting]
+        total = np.array([results[m]["first_packet_p50_s"] for m in modes])
+        endpoint = np.array([min(results[m]["server_stage_mean_s"].get("endpoint", 0.0), t)
+                             for m, t in zip(modes, total, strict=True)])
+        x = np.arange(len(modes)) + offset
+        ax.bar(x, endpoint, width, color="#bbbbbb" if setting == "off" else "#dddddd",
+               label=f"speech end -> commit (speculation {setting})")
+        ax.bar(x, total - endpoint, width, bottom=endpoint,
+               color="#4477aa" if setting == "off" else "#ee7733",
+               label=f"after commit (speculation {setting})")
+    ax.axhline(0.92, color="black", linestyle="--", linewidth=1, label="0.92 s")
+    ax.set_xticks(np.arange(len(modes)), modes)
+    ax.set_ylabel("first-packet latency p50 (s)")
+    config = report["config"]
+    ax.set_title(f"{config['model']}, {config['reasoning_tokens']} reasoning tokens, "
+                 f"Tc {config['tc']}, Tr {config['tr']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,13 +486,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args)
         return 0
-    with tempfile.TemporaryDirectory() as directory:
-        model = args.model or default_checkpoint(args.size, Path(directory))
-        report = asyncio.run(run(args, model))
-    print_table(report)
+    if args.replot:
+        report = json.loads(args.out.read_text())
+        report["speculation_savings"] = speculation_savings(report["speculation_off"],
+                                                            report["speculation_on"])
+    else:
+        with tempfile.TemporaryDirectory() as directory:
+            model = args.model or default_checkpoint(args.size, Path(directory))
+            report = asyncio.run(run(args, model))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    print_table(report)
+    plot(report, args.out.with_suffix(".png"))
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.png').name}")
     return 0
 
 

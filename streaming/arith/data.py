@@ -244,7 +244,8 @@ def make_utterance(split: str, index: int, seed: int = 0) -> Utterance:
         text = _with_fillers(text, rng)
     return Utterance(
         split=split, index=index, problem=problem, text=text,
-        voice=voice, rate_wpm=rate_wpm, pitch=pitch, held_out_voice=held_voice, held_out_phrasing=held_phrasing,
+        voice=voice, rate_wpm=rate_wpm, pitch=pitch,
+        held_out_voice=held_voice, held_out_phrasing=held_phrasing,
     )
 
 

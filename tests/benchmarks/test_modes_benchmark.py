@@ -1,4 +1,4 @@
-"""The modes benchmark's smoke run: two servers (speculation off, on), real sockets, espeak speech."""
+"""The modes benchmark's smoke run: two servers (speculation off and on), espeak-ng speech."""
 
 from __future__ import annotations
 
@@ -31,4 +31,8 @@ def test_quick_run_reports_every_requested_mode_against_the_baseline(tmp_path):
         assert {"encode", "prefill", "first_answer_token", "first_tts_chunk", "server"} <= set(
             no_think["server_stage_mean_s"])
         assert "first_reasoning_token" not in no_think["server_stage_mean_s"]
-    assert set(report["speculation_savings"]) == {"think_then_speak", "no_think"}
+    savings = report["speculation_savings"]
+    assert set(savings) == {"think_then_speak", "no_think"}
+    for saved in savings.values():
+        assert saved["head_start_s"] >= 0 and "server_saved_s" in saved
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
