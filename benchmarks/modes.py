@@ -281,10 +281,9 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
 def speculation_ceiling_s(trigger_ms: int) -> float:
     """The most speculation can save: from the frame that reaches the trigger to the one that
     closes the silence window (30 ms VAD frames). Reached when a reply's work is longer."""
-    from server.vad import FRAME_MS
+    from server.vad import whole_frames_ms
 
-    frames = lambda ms: -(-ms // FRAME_MS)  # noqa: E731
-    return (frames(SILENCE_MS) - frames(trigger_ms)) * FRAME_MS / 1000
+    return (whole_frames_ms(SILENCE_MS) - whole_frames_ms(trigger_ms)) / 1000
 
 
 def speculation_savings(off: dict[str, dict[str, Any]], on: dict[str, dict[str, Any]]

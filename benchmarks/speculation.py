@@ -40,7 +40,7 @@ def silent_runs(pcm: np.ndarray, frame_samples: int) -> tuple[list[int], int | N
     A pause is a run of unvoiced frames while the detector is in speech; the last one is the
     turn's end if the detector committed there (then the second value is its length).
     """
-    from server.vad import ServerVad, TurnDetector
+    from server.vad import ServerVad, SpeechStopped, TurnDetector
 
     detector = TurnDetector(ServerVad())
     pauses: list[int] = []
@@ -48,8 +48,8 @@ def silent_runs(pcm: np.ndarray, frame_samples: int) -> tuple[list[int], int | N
     for start in range(0, len(pcm) - frame_samples + 1, frame_samples):
         was_silent = detector.silent_ms
         events = detector.feed(pcm[start : start + frame_samples])
-        if any(type(e).__name__ == "SpeechStopped" for e in events):
-            committed_at = was_silent + int(1000 * frame_samples / 16_000)
+        if any(isinstance(e, SpeechStopped) for e in events):
+            committed_at = detector.silent_ms  # the window, in whole frames
             pauses.append(committed_at)
             break
         if detector.in_speech and detector.silent_ms == 0 and was_silent > 0:
@@ -59,19 +59,20 @@ def silent_runs(pcm: np.ndarray, frame_samples: int) -> tuple[list[int], int | N
 
 def clips(items: int) -> list[np.ndarray]:
     """16 kHz int16 questions from the dev and eval splits (training and held-out voices)."""
+    from server.audio import MODEL_SAMPLE_RATE
     from streaming.arith.data import make_utterance, speak
 
     waves = []
     for i in range(items):
         split = "eval" if i % 2 else "dev"
         wave = speak(make_utterance(split, i // 2, seed=11), seed=11)
-        tail = np.zeros(16_000 * TAIL_MS // 1000, np.float32)
+        tail = np.zeros(MODEL_SAMPLE_RATE * TAIL_MS // 1000, np.float32)
         waves.append((np.concatenate([wave, tail]) * 32767).astype(np.int16))
     return waves
 
 
 def measure(items: int) -> dict:
-    from server.vad import FRAME_SAMPLES, ServerVad
+    from server.vad import FRAME_SAMPLES, ServerVad, whole_frames_ms
 
     window = ServerVad().silence_duration_ms
     turns = [silent_runs(pcm, FRAME_SAMPLES) for pcm in clips(items)]
@@ -79,7 +80,7 @@ def measure(items: int) -> dict:
     rows = []
     for trigger in TRIGGERS_MS:
         false_starts = [sum(p >= trigger for p in pauses[:-1]) for pauses, _ in committed]
-        ceiling = float(np.median([end - _round_up(trigger) for _, end in committed]))
+        ceiling = float(np.median([end - whole_frames_ms(trigger) for _, end in committed]))
         rows.append({
             "trigger_ms": trigger,
             "false_starts_per_turn": float(np.mean(false_starts)),
@@ -90,13 +91,6 @@ def measure(items: int) -> dict:
     return {"config": {"items": items, "committed_turns": len(committed),
                        "silence_duration_ms": window, "vad": "server_vad defaults"},
             "triggers": rows}
-
-
-def _round_up(trigger_ms: int) -> int:
-    """Speculation fires at the end of the first 30 ms frame that reaches the trigger."""
-    from server.vad import FRAME_MS
-
-    return -(-trigger_ms // FRAME_MS) * FRAME_MS
 
 
 def print_table(report: dict) -> None:

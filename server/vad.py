@@ -42,6 +42,12 @@ class ServerVad:
     idle_timeout_ms: int | None = None
 
 
+def whole_frames_ms(ms: int) -> int:
+    """`ms` rounded up to whole frames: the silence counted when a pause of `ms` is recognised
+    (the 500 ms window closes after 510 ms, a 60 ms speculation trigger fires at 60)."""
+    return -(-ms // FRAME_MS) * FRAME_MS
+
+
 def aggressiveness(threshold: float) -> int:
     return min(3, math.floor(threshold * 4))
 
