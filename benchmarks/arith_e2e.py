@@ -32,14 +32,16 @@ from step_realtime_client import RealtimeClient  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MODEL_RATE = 16_000
-ANSWER_CARRIERS = [f"<number> {word} <number> is" for word in
-                   ("plus", "minus", "times", "divided by")]
+ANSWER_CARRIERS = [
+    f"<number> {word} <number> is" for word in ("plus", "minus", "times", "divided by")
+]
 KINDS = ("held-out voice", "held-out phrasing", "both held out")  # eval items cycle these
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=60, help="held-out questions")
     parser.add_argument("--effort", default="xhigh", help="session reasoning effort")
     parser.add_argument("--seed", type=int, default=2000, help="question set (not training's)")
@@ -60,13 +62,18 @@ async def ask_all(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             reply = await client.ask(wave, realtime=False, sample_rate=MODEL_RATE)
         heard = recognizer.recognise(reply.audio, reply.sample_rate)
         numbers = words_to_numbers(heard.split())
-        rows.append({
-            "question": utterance.text, "voice": utterance.voice,
-            "kind": KINDS[index % 3], "expected": utterance.problem.result,
-            "transcript": reply.transcript, "heard": heard,
-            "audio_right": bool(numbers) and numbers[-1] == utterance.problem.result,
-            "text_right": answer_number(reply.transcript) == utterance.problem.result,
-        })
+        rows.append(
+            {
+                "question": utterance.text,
+                "voice": utterance.voice,
+                "kind": KINDS[index % 3],
+                "expected": utterance.problem.result,
+                "transcript": reply.transcript,
+                "heard": heard,
+                "audio_right": bool(numbers) and numbers[-1] == utterance.problem.result,
+                "text_right": answer_number(reply.transcript) == utterance.problem.result,
+            }
+        )
     return rows
 
 
@@ -74,14 +81,24 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def rate(subset: list[dict[str, Any]], key: str) -> float:
         return sum(row[key] for row in subset) / max(1, len(subset))
 
-    table = {kind: {"items": len(subset), "audio": rate(subset, "audio_right"),
-                    "text": rate(subset, "text_right")}
-             for kind in ("all", *KINDS)
-             for subset in [[r for r in rows if kind == "all" or r["kind"] == kind]]}
-    confusions = Counter((row["expected"], row["heard"]) for row in rows
-                         if row["text_right"] and not row["audio_right"])
-    return {"table": table,
-            "recognition_misses": [f"{e} heard as {h!r}" for (e, h), _ in confusions.items()]}
+    table = {
+        kind: {
+            "items": len(subset),
+            "audio": rate(subset, "audio_right"),
+            "text": rate(subset, "text_right"),
+        }
+        for kind in ("all", *KINDS)
+        for subset in [[r for r in rows if kind == "all" or r["kind"] == kind]]
+    }
+    confusions = Counter(
+        (row["expected"], row["heard"])
+        for row in rows
+        if row["text_right"] and not row["audio_right"]
+    )
+    return {
+        "table": table,
+        "recognition_misses": [f"{e} heard as {h!r}" for (e, h), _ in confusions.items()],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     model_args = ["--model", args.model] if args.model else []
     with server_process("benchmarks.load", port, ["--max-sessions", "1", *model_args]):
         rows = asyncio.run(ask_all(f"ws://127.0.0.1:{port}/v1/realtime", args))
-    report = {"command": "python -m benchmarks.arith_e2e " + " ".join(argv or sys.argv[1:]),
-              "effort": args.effort, **summarize(rows), "rows": rows}
+    report = {
+        "command": "python -m benchmarks.arith_e2e " + " ".join(argv or sys.argv[1:]),
+        "effort": args.effort,
+        **summarize(rows),
+        "rows": rows,
+    }
     print(f"{'questions':<20}{'items':>6}{'audio (asr)':>13}{'transcript':>12}")
     for kind, row in report["table"].items():
         print(f"{kind:<20}{row['items']:>6}{row['audio']:>13.1%}{row['text']:>12.1%}")

@@ -115,16 +115,30 @@ def turn_result(user: int, turn: int, reply: Reply) -> TurnResult:
         reason = details.get("reason") or details.get("error") or "no reason given"
         error = f"reply {reply.status}: {reason}"
     return TurnResult(
-        user, turn, ok=not error, status=reply.status, error=error,
-        first_packet_s=t.first_packet_latency, endpoint_s=t.endpoint_delay,
-        server_s=t.server_latency, response_s=t.response_time, audio_s=reply.audio_seconds,
-        underruns=len(gaps), underrun_s=sum(g.gap_s for g in gaps),
+        user,
+        turn,
+        ok=not error,
+        status=reply.status,
+        error=error,
+        first_packet_s=t.first_packet_latency,
+        endpoint_s=t.endpoint_delay,
+        server_s=t.server_latency,
+        response_s=t.response_time,
+        audio_s=reply.audio_seconds,
+        underruns=len(gaps),
+        underrun_s=sum(g.gap_s for g in gaps),
     )
 
 
 async def simulated_user(
-    user: int, url: str, api_key: str | None, session: dict[str, Any],
-    questions: list[np.ndarray], turns: int, pause_s: float, deadline: float,
+    user: int,
+    url: str,
+    api_key: str | None,
+    session: dict[str, Any],
+    questions: list[np.ndarray],
+    turns: int,
+    pause_s: float,
+    deadline: float,
 ) -> list[TurnResult]:
     rng = random.Random(user)
     results: list[TurnResult] = []
@@ -142,8 +156,9 @@ async def simulated_user(
             try:
                 reply = await client.ask(question, reply_timeout_s=TURN_TIMEOUT_S)
             except RealtimeError as error:
-                results.append(TurnResult(user, turn, ok=False, error=type(error).__name__
-                                          + f": {error}"))
+                results.append(
+                    TurnResult(user, turn, ok=False, error=type(error).__name__ + f": {error}")
+                )
                 continue
             results.append(turn_result(user, turn, reply))
             await listen_then_pause(client, reply, rng.uniform(0.5, 1.5) * pause_s)
@@ -182,8 +197,9 @@ def scrape(metrics_url: str) -> dict[str, Any]:
     return samples
 
 
-def histogram_delta(before: dict[str, Any], after: dict[str, Any], name: str,
-                    label: tuple[str, str] | None = None) -> list[tuple[float, float]]:
+def histogram_delta(
+    before: dict[str, Any], after: dict[str, Any], name: str, label: tuple[str, str] | None = None
+) -> list[tuple[float, float]]:
     """(upper bound, count) of a histogram's buckets added between two scrapes, summed over
     the other labels."""
     buckets: dict[float, float] = {}
@@ -249,8 +265,9 @@ def percentile(values: list[float], p: float) -> float | None:
     return float(np.percentile(values, p)) if values else None
 
 
-def summarize(n_users: int, results: list[TurnResult], wall_s: float,
-              server: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    n_users: int, results: list[TurnResult], wall_s: float, server: dict[str, Any]
+) -> dict[str, Any]:
     ok = [r for r in results if r.ok]
     fpl = [r.first_packet_s for r in ok if r.first_packet_s is not None]
     response = [r.response_s for r in ok if r.response_s is not None]
@@ -276,19 +293,28 @@ def summarize(n_users: int, results: list[TurnResult], wall_s: float,
     return summary
 
 
-async def run_level(n_users: int, url: str, api_key: str | None, session: dict[str, Any],
-                    questions: list[np.ndarray], turns: int, pause_s: float,
-                    time_limit_s: float) -> tuple[dict[str, Any], list[TurnResult]]:
+async def run_level(
+    n_users: int,
+    url: str,
+    api_key: str | None,
+    session: dict[str, Any],
+    questions: list[np.ndarray],
+    turns: int,
+    pause_s: float,
+    time_limit_s: float,
+) -> tuple[dict[str, Any], list[TurnResult]]:
     metrics_url = http_url(url, "/metrics")
     before = await asyncio.to_thread(scrape, metrics_url)
     started = time.monotonic()
     deadline = started + time_limit_s
     lags: list[float] = []
     monitor = asyncio.create_task(watch_loop_lag(lags))
-    per_user = await asyncio.gather(*(
-        simulated_user(u, url, api_key, session, questions, turns, pause_s, deadline)
-        for u in range(n_users)
-    ))
+    per_user = await asyncio.gather(
+        *(
+            simulated_user(u, url, api_key, session, questions, turns, pause_s, deadline)
+            for u in range(n_users)
+        )
+    )
     monitor.cancel()
     wall = time.monotonic() - started
     after = await asyncio.to_thread(scrape, metrics_url)
@@ -316,25 +342,53 @@ def fmt(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
 
 
 def print_table(levels: list[dict[str, Any]]) -> None:
-    head = ("users", "turns", "ok%", "FPL p50", "p95", "p99", "resp p50", "p95", "p99",
-            "endpt p50", "underruns/turn", "srv FPL p50", "srv p95", "errors", "cancel",
-            "cut", "lag p99")
+    head = (
+        "users",
+        "turns",
+        "ok%",
+        "FPL p50",
+        "p95",
+        "p99",
+        "resp p50",
+        "p95",
+        "p99",
+        "endpt p50",
+        "underruns/turn",
+        "srv FPL p50",
+        "srv p95",
+        "errors",
+        "cancel",
+        "cut",
+        "lag p99",
+    )
     print(" ".join(f"{h:>9}" for h in head))
     for s in levels:
         server = s.get("server", {})
         row = (
-            s["users"], s["turns"], fmt(s["success_rate"], 100, 0),
-            fmt(s["first_packet_p50_s"]), fmt(s["first_packet_p95_s"]),
-            fmt(s["first_packet_p99_s"]), fmt(s["response_p50_s"]), fmt(s["response_p95_s"]),
-            fmt(s["response_p99_s"]), fmt(s["endpoint_p50_s"]),
-            fmt(s["underruns_per_turn"], digits=2), fmt(server.get("first_audio_p50_s")),
-            fmt(server.get("first_audio_p95_s")), s["errors"], s["cancelled"],
-            s["incomplete"], fmt(s.get("client_loop_lag_p99_s")),
+            s["users"],
+            s["turns"],
+            fmt(s["success_rate"], 100, 0),
+            fmt(s["first_packet_p50_s"]),
+            fmt(s["first_packet_p95_s"]),
+            fmt(s["first_packet_p99_s"]),
+            fmt(s["response_p50_s"]),
+            fmt(s["response_p95_s"]),
+            fmt(s["response_p99_s"]),
+            fmt(s["endpoint_p50_s"]),
+            fmt(s["underruns_per_turn"], digits=2),
+            fmt(server.get("first_audio_p50_s")),
+            fmt(server.get("first_audio_p95_s")),
+            s["errors"],
+            s["cancelled"],
+            s["incomplete"],
+            fmt(s.get("client_loop_lag_p99_s")),
         )
         print(" ".join(f"{str(v):>9}" for v in row))
-    print("seconds; FPL = first audio delta - end of question speech as sent (client); "
-          "srv = the server's own histogram; cut = replies ended by the token cap;\n"
-          "lag = the load generator's own event-loop lag (when large, client figures are late)")
+    print(
+        "seconds; FPL = first audio delta - end of question speech as sent (client); "
+        "srv = the server's own histogram; cut = replies ended by the token cap;\n"
+        "lag = the load generator's own event-loop lag (when large, client figures are late)"
+    )
     for s in levels:
         stages = s.get("server", {}).get("stage_mean_s") or {}
         if stages:
@@ -357,8 +411,12 @@ def plot(levels: list[dict[str, Any]], target_s: float, path: Path, serving: str
         ax.plot(users, [math.nan if v is None else v for v in values], style, label=f"p{p}")
     server = [s.get("server", {}).get("first_audio_p50_s") for s in levels]
     if any(v is not None for v in server):
-        ax.plot(users, [math.nan if v is None else v for v in server], "x-.",
-                label="server p50 (histogram)")
+        ax.plot(
+            users,
+            [math.nan if v is None else v for v in server],
+            "x-.",
+            label="server p50 (histogram)",
+        )
     ax.axhline(target_s, color="red", linewidth=1, label=f"target {target_s:g} s")
     ax.set_xlim(min(users) / 1.5, max(users) * 1.5)  # also when no level had a success
     ax.set_xscale("log", base=2)
@@ -393,8 +451,7 @@ def serve(model: str | None, responder_spec: str | None, port: int, max_sessions
     else:
         responder = load_responder(model, max_sequences=max_sessions)
     settings = Settings(host="127.0.0.1", port=port, max_sessions=max_sessions)
-    uvicorn.run(create_app(responder, settings), host="127.0.0.1", port=port,
-                log_level="warning")
+    uvicorn.run(create_app(responder, settings), host="127.0.0.1", port=port, log_level="warning")
 
 
 @contextlib.contextmanager
@@ -411,27 +468,44 @@ def own_server(model: str | None, responder: str | None, max_sessions: int) -> A
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="target this server instead of starting one")
     parser.add_argument("--api-key", default=os.environ.get("STEP_REALTIME_API_KEY"))
     parser.add_argument("--model", help="checkpoint for the own server (default model if omitted)")
-    parser.add_argument("--responder", metavar="MODULE:FACTORY",
-                        help="own server with this responder instead of a model, e.g. "
-                        "tests.server.espeak_responder:FixedReplyResponder (protocol and speech "
-                        "overhead without a model)")
-    parser.add_argument("--users", default=",".join(map(str, DEFAULT_USERS)),
-                        help="concurrency levels, comma-separated (default %(default)s)")
+    parser.add_argument(
+        "--responder",
+        metavar="MODULE:FACTORY",
+        help="own server with this responder instead of a model, e.g. "
+        "tests.server.espeak_responder:FixedReplyResponder (protocol and speech "
+        "overhead without a model)",
+    )
+    parser.add_argument(
+        "--users",
+        default=",".join(map(str, DEFAULT_USERS)),
+        help="concurrency levels, comma-separated (default %(default)s)",
+    )
     parser.add_argument("--turns", type=int, default=DEFAULT_TURNS, help="questions per user")
-    parser.add_argument("--pause", type=float, default=DEFAULT_PAUSE_S,
-                        help="mean pause between turns, seconds")
-    parser.add_argument("--time-limit", type=float, default=LEVEL_TIME_LIMIT_S,
-                        help="no new turn starts after this many seconds of a level")
+    parser.add_argument(
+        "--pause", type=float, default=DEFAULT_PAUSE_S, help="mean pause between turns, seconds"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=LEVEL_TIME_LIMIT_S,
+        help="no new turn starts after this many seconds of a level",
+    )
     parser.add_argument("--effort", help="session reasoning effort (scheduling mode)")
-    parser.add_argument("--max-output-tokens", type=int, default=256,
-                        help="cap per reply, so that an untrained model cannot ramble on")
-    parser.add_argument("--runs", type=int, default=1,
-                        help="repeat the sweep; the table shows medians over runs")
+    parser.add_argument(
+        "--max-output-tokens",
+        type=int,
+        default=256,
+        help="cap per reply, so that an untrained model cannot ramble on",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="repeat the sweep; the table shows medians over runs"
+    )
     parser.add_argument("--quick", action="store_true", help="N = 1,2, one turn each")
     parser.add_argument("--name", default="load", help="results file stem (default %(default)s)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -453,12 +527,23 @@ async def run(args: argparse.Namespace, url: str) -> list[list[dict[str, Any]]]:
     for run_index in range(args.runs):
         levels = []
         for n_users in [int(n) for n in args.users.split(",")]:
-            summary, _ = await run_level(n_users, url, args.api_key, session, questions,
-                                         args.turns, args.pause, args.time_limit)
+            summary, _ = await run_level(
+                n_users,
+                url,
+                args.api_key,
+                session,
+                questions,
+                args.turns,
+                args.pause,
+                args.time_limit,
+            )
             levels.append(summary)
-            print(f"run {run_index + 1}, N={n_users}: {summary['succeeded']}/"
-                  f"{summary['turns']} turns ok, FPL p50 {fmt(summary['first_packet_p50_s'])} s "
-                  f"({summary['wall_s']:.0f} s)", flush=True)
+            print(
+                f"run {run_index + 1}, N={n_users}: {summary['succeeded']}/"
+                f"{summary['turns']} turns ok, FPL p50 {fmt(summary['first_packet_p50_s'])} s "
+                f"({summary['wall_s']:.0f} s)",
+                flush=True,
+            )
         runs.append(levels)
     return runs
 
@@ -495,8 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     users = [int(n) for n in args.users.split(",")]
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(
-            own_server(args.model, args.responder, max(users)))
+        url = args.url or stack.enter_context(own_server(args.model, args.responder, max(users)))
         runs = asyncio.run(run(args, url))
         target = target_from(scrape(http_url(url, "/metrics")))
     levels = median_levels(runs)
@@ -504,8 +588,13 @@ def main(argv: list[str] | None = None) -> int:
     print_table(levels)
     RESULTS.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items() if k not in ("api_key", "serve", "port")}
-    report = {"config": config, "target_s": target, "sample_rate": WIRE_SAMPLE_RATE,
-              "levels": levels, "runs": runs}
+    report = {
+        "config": config,
+        "target_s": target,
+        "sample_rate": WIRE_SAMPLE_RATE,
+        "levels": levels,
+        "runs": runs,
+    }
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     serving = args.url or f"own server: {args.responder or args.model or 'default model'}"
     plot(levels, target, RESULTS / f"{args.name}.png", serving)

@@ -74,8 +74,15 @@ TURN_TIMEOUT_S = 60.0  # end of question -> response.done
 # One torch thread: tiny matrices gain nothing from more, and on a shared machine extra
 # threads mostly wait for each other, which makes every figure noisier.
 SERVER_THREADS = 1
-STAGES = ("endpoint", "server", "encode", "prefill", "first_reasoning_token",
-          "first_answer_token", "first_tts_chunk")
+STAGES = (
+    "endpoint",
+    "server",
+    "encode",
+    "prefill",
+    "first_reasoning_token",
+    "first_answer_token",
+    "first_tts_chunk",
+)
 
 
 # --- the server process ----------------------------------------------------------------------
@@ -91,26 +98,54 @@ def serve(args: argparse.Namespace) -> None:
     from streaming.scheduler import ScheduleSettings
 
     torch.set_num_threads(args.threads)
-    schedule = ScheduleSettings(reasoning_segment=args.tc, answer_segment=args.tr,
-                                reasoning_budget=args.reasoning_tokens)
-    settings = ResponderSettings(max_output_tokens=args.reasoning_tokens + ANSWER_TOKENS,
-                                 schedule=schedule)
-    responder = load_responder(args.model, device="cpu", dtype=args.dtype, max_sequences=8,
-                               max_seq_len=2048, settings=settings)
-    server_settings = Settings(host="127.0.0.1", port=args.port,
-                               speculative_start_ms=args.speculative_start_ms)
-    uvicorn.run(create_app(responder, server_settings), host="127.0.0.1", port=args.port,
-                log_level="warning")
+    schedule = ScheduleSettings(
+        reasoning_segment=args.tc, answer_segment=args.tr, reasoning_budget=args.reasoning_tokens
+    )
+    settings = ResponderSettings(
+        max_output_tokens=args.reasoning_tokens + ANSWER_TOKENS, schedule=schedule
+    )
+    responder = load_responder(
+        args.model,
+        device="cpu",
+        dtype=args.dtype,
+        max_sequences=8,
+        max_seq_len=2048,
+        settings=settings,
+    )
+    server_settings = Settings(
+        host="127.0.0.1", port=args.port, speculative_start_ms=args.speculative_start_ms
+    )
+    uvicorn.run(
+        create_app(responder, server_settings),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+    )
 
 
 @contextlib.contextmanager
 def own_server(args: argparse.Namespace, model: str, speculative_start_ms: int) -> Iterator[str]:
     port = free_port()
-    with server_process("benchmarks.modes", port, [
-        "--model", model, "--speculative-start-ms", str(speculative_start_ms),
-        "--reasoning-tokens", str(args.reasoning_tokens), "--tc", str(args.tc),
-        "--tr", str(args.tr), "--threads", str(args.threads), "--dtype", args.dtype,
-    ]):
+    with server_process(
+        "benchmarks.modes",
+        port,
+        [
+            "--model",
+            model,
+            "--speculative-start-ms",
+            str(speculative_start_ms),
+            "--reasoning-tokens",
+            str(args.reasoning_tokens),
+            "--tc",
+            str(args.tc),
+            "--tr",
+            str(args.tr),
+            "--threads",
+            str(args.threads),
+            "--dtype",
+            args.dtype,
+        ],
+    ):
         yield f"127.0.0.1:{port}"
 
 
@@ -144,10 +179,25 @@ async def ask(address: str, effort: str, question: np.ndarray, speech_end: int) 
     import websockets
 
     async with websockets.connect(f"ws://{address}/v1/realtime", max_size=None) as ws:
-        await ws.send(json.dumps({"type": "session.update", "session": {
-            "type": "realtime", "reasoning": {"effort": effort},
-            "audio": {"input": {"turn_detection": {
-                "type": "server_vad", "silence_duration_ms": SILENCE_MS}}}}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "realtime",
+                        "reasoning": {"effort": effort},
+                        "audio": {
+                            "input": {
+                                "turn_detection": {
+                                    "type": "server_vad",
+                                    "silence_duration_ms": SILENCE_MS,
+                                }
+                            }
+                        },
+                    },
+                }
+            )
+        )
         timings: dict[str, float] = {}
         sender = asyncio.create_task(_speak(ws, question, speech_end, timings))
         try:
@@ -159,8 +209,7 @@ async def ask(address: str, effort: str, question: np.ndarray, speech_end: int) 
         return first_audio - timings["speech_end"]
 
 
-async def _speak(ws: Any, question: np.ndarray, speech_end: int, timings: dict[str, float]
-                 ) -> None:
+async def _speak(ws: Any, question: np.ndarray, speech_end: int, timings: dict[str, float]) -> None:
     """The question, then silence, in real time until cancelled (a microphone left open)."""
     step = WIRE_RATE * APPEND_MS // 1000
     start = time.monotonic()
@@ -211,8 +260,9 @@ def _counter(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name
 # --- the run -----------------------------------------------------------------------------------
 
 
-async def measure(servers: dict[str, str], questions: list[tuple[np.ndarray, int]], runs: int,
-                  modes: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+async def measure(
+    servers: dict[str, str], questions: list[tuple[np.ndarray, int]], runs: int, modes: list[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Every mode on every question, `runs` times over, on every server (setting -> address).
 
     Paired: each question goes to every server in turn (the order alternating), mode after mode
@@ -232,11 +282,14 @@ async def measure(servers: dict[str, str], questions: list[tuple[np.ndarray, int
                 turn += 1
                 for setting in order:
                     latencies[setting][mode].append(
-                        await ask(servers[setting], MODE_EFFORTS[mode], pcm, end))
+                        await ask(servers[setting], MODE_EFFORTS[mode], pcm, end)
+                    )
             for setting, address in servers.items():
                 after = scrape(address)
-                for name, totals in (("realtime_reasoning_tokens", reasoning[setting]),
-                                     ("realtime_speculation_wasted_tokens", wasted[setting])):
+                for name, totals in (
+                    ("realtime_reasoning_tokens", reasoning[setting]),
+                    ("realtime_speculation_wasted_tokens", wasted[setting]),
+                ):
                     totals[mode] += _counter(after, name) - _counter(before[setting], name)
     last = {s: scrape(address) for s, address in servers.items()}
     return {
@@ -260,10 +313,12 @@ def _stage_delta(before: dict, after: dict, mode: str) -> dict[str, float]:
     for stage in STAGES:
         labels = (("mode", mode), ("stage", stage))
         count = after.get(("realtime_stage_seconds_count", labels), 0.0) - before.get(
-            ("realtime_stage_seconds_count", labels), 0.0)
+            ("realtime_stage_seconds_count", labels), 0.0
+        )
         if count:
             total = after[("realtime_stage_seconds_sum", labels)] - before.get(
-                ("realtime_stage_seconds_sum", labels), 0.0)
+                ("realtime_stage_seconds_sum", labels), 0.0
+            )
             means[stage] = total / count
     return means
 
@@ -286,8 +341,9 @@ def speculation_ceiling_s(trigger_ms: int) -> float:
     return (whole_frames_ms(SILENCE_MS) - whole_frames_ms(trigger_ms)) / 1000
 
 
-def speculation_savings(off: dict[str, dict[str, Any]], on: dict[str, dict[str, Any]]
-                        ) -> dict[str, dict[str, float]]:
+def speculation_savings(
+    off: dict[str, dict[str, Any]], on: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, float]]:
     """Per mode: what speculative start takes off the server's part, two ways, in seconds and
     as a fraction of silence_duration_ms.
 
@@ -304,8 +360,10 @@ def speculation_savings(off: dict[str, dict[str, Any]], on: dict[str, dict[str, 
     for mode in off:
         stages_off = off[mode]["server_stage_mean_s"]
         stages_on = on[mode]["server_stage_mean_s"]
-        saved = {"first_packet_p50_saved_s": off[mode]["first_packet_p50_s"]
-                 - on[mode]["first_packet_p50_s"]}
+        saved = {
+            "first_packet_p50_saved_s": off[mode]["first_packet_p50_s"]
+            - on[mode]["first_packet_p50_s"]
+        }
         if "server" in stages_off and "server" in stages_on:
             saved["server_saved_s"] = stages_off["server"] - stages_on["server"]
         if "first_tts_chunk" in stages_on and "server" in stages_on:
@@ -318,29 +376,42 @@ def speculation_savings(off: dict[str, dict[str, Any]], on: dict[str, dict[str, 
 
 
 def print_table(report: dict[str, Any]) -> None:
-    header = (f"{'speculation':<12}{'mode':<18}{'p50 ms':>8}{'p95 ms':>8}{'x base':>8}"
-              f"{'server x':>9}{'reason':>8}" + "".join(f"{s[:11]:>12}" for s in STAGES))
+    header = (
+        f"{'speculation':<12}{'mode':<18}{'p50 ms':>8}{'p95 ms':>8}{'x base':>8}"
+        f"{'server x':>9}{'reason':>8}" + "".join(f"{s[:11]:>12}" for s in STAGES)
+    )
     print(header)
     for setting in ("off", "on"):
         for mode, r in report["speculation_" + setting].items():
             stages = "".join(
-                f"{r['server_stage_mean_s'][s] * 1000:>12.0f}" if s in r["server_stage_mean_s"]
-                else f"{'-':>12}" for s in STAGES)
-            print(f"{setting:<12}{mode:<18}{r['first_packet_p50_s'] * 1000:>8.0f}"
-                  f"{r['first_packet_p95_s'] * 1000:>8.0f}{r['p50_ratio_to_baseline']:>8.2f}"
-                  f"{r.get('server_ratio_to_baseline', float('nan')):>9.2f}"
-                  f"{r['reasoning_tokens_mean']:>8.0f}{stages}")
+                f"{r['server_stage_mean_s'][s] * 1000:>12.0f}"
+                if s in r["server_stage_mean_s"]
+                else f"{'-':>12}"
+                for s in STAGES
+            )
+            print(
+                f"{setting:<12}{mode:<18}{r['first_packet_p50_s'] * 1000:>8.0f}"
+                f"{r['first_packet_p95_s'] * 1000:>8.0f}{r['p50_ratio_to_baseline']:>8.2f}"
+                f"{r.get('server_ratio_to_baseline', float('nan')):>9.2f}"
+                f"{r['reasoning_tokens_mean']:>8.0f}{stages}"
+            )
     trigger = report["config"]["speculative_start_ms"]
-    print(f"\nspeculative start (after {trigger} ms of a {SILENCE_MS} ms silence window; at "
-          f"most {speculation_ceiling_s(trigger) * 1000:.0f} ms) saves:")
-    print(f"  {'mode':<18}{'client p50':>11}{'server part':>13}{'of window':>11}"
-          f"{'head start':>12}{'of window':>11}")
+    print(
+        f"\nspeculative start (after {trigger} ms of a {SILENCE_MS} ms silence window; at "
+        f"most {speculation_ceiling_s(trigger) * 1000:.0f} ms) saves:"
+    )
+    print(
+        f"  {'mode':<18}{'client p50':>11}{'server part':>13}{'of window':>11}"
+        f"{'head start':>12}{'of window':>11}"
+    )
     for mode, saved in report["speculation_savings"].items():
         cells = [f"{saved['first_packet_p50_saved_s'] * 1000:>9.0f}ms"]
         for key in ("server_saved", "head_start"):
             if f"{key}_s" in saved:
-                cells += [f"{saved[f'{key}_s'] * 1000:>11.0f}ms",
-                          f"{saved[f'{key}_fraction_of_silence']:>11.0%}"]
+                cells += [
+                    f"{saved[f'{key}_s'] * 1000:>11.0f}ms",
+                    f"{saved[f'{key}_fraction_of_silence']:>11.0%}",
+                ]
             else:
                 cells += [f"{'-':>13}", f"{'-':>11}"]
         print(f"  {mode:<18}" + "".join(cells))
@@ -390,56 +461,91 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
     count = QUICK_QUESTIONS if args.quick else args.questions
     runs = QUICK_RUNS if args.quick else args.runs
     questions = spoken_questions(count)
-    report: dict[str, Any] = {"config": {
-        "model": args.model or f"random {args.size}", "dtype": args.dtype,
-        "reasoning_tokens": args.reasoning_tokens,
-        "tc": args.tc, "tr": args.tr, "questions": count, "runs": runs,
-        "silence_duration_ms": SILENCE_MS, "speculative_start_ms": args.speculative_start_ms,
-        "speculation_ceiling_s": speculation_ceiling_s(args.speculative_start_ms),
-    }}
+    report: dict[str, Any] = {
+        "config": {
+            "model": args.model or f"random {args.size}",
+            "dtype": args.dtype,
+            "reasoning_tokens": args.reasoning_tokens,
+            "tc": args.tc,
+            "tr": args.tr,
+            "questions": count,
+            "runs": runs,
+            "silence_duration_ms": SILENCE_MS,
+            "speculative_start_ms": args.speculative_start_ms,
+            "speculation_ceiling_s": speculation_ceiling_s(args.speculative_start_ms),
+        }
+    }
     with contextlib.ExitStack() as stack:
-        servers = {setting: stack.enter_context(own_server(args, model, start_ms))
-                   for setting, start_ms in (("off", 0), ("on", args.speculative_start_ms))}
+        servers = {
+            setting: stack.enter_context(own_server(args, model, start_ms))
+            for setting, start_ms in (("off", 0), ("on", args.speculative_start_ms))
+        }
         for address in servers.values():
             await ask(address, "minimal", *questions[0])  # warm-up: first-call costs
         results = await measure(servers, questions, runs, args.modes)
     for setting, by_mode in results.items():
         add_ratios(by_mode)
         report["speculation_" + setting] = by_mode
-    report["speculation_savings"] = speculation_savings(report["speculation_off"],
-                                                        report["speculation_on"])
+    report["speculation_savings"] = speculation_savings(
+        report["speculation_off"], report["speculation_on"]
+    )
     return report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="checkpoint directory (default: a random --size one)")
-    parser.add_argument("--size", default="bench50m",
-                        help="random checkpoint preset: bench50m (default), tiny")
-    parser.add_argument("--reasoning-tokens", type=int, default=REASONING_TOKENS,
-                        help="reasoning budget of every reply (default %(default)s)")
+    parser.add_argument(
+        "--size", default="bench50m", help="random checkpoint preset: bench50m (default), tiny"
+    )
+    parser.add_argument(
+        "--reasoning-tokens",
+        type=int,
+        default=REASONING_TOKENS,
+        help="reasoning budget of every reply (default %(default)s)",
+    )
     parser.add_argument("--tc", type=int, default=80, help="reasoning segment (Tc)")
     parser.add_argument("--tr", type=int, default=20, help="answer segment (Tr)")
     parser.add_argument("--questions", type=int, default=DEFAULT_QUESTIONS)
-    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS,
-                        help="passes over the questions per mode")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16",
-                        help="server weights (default %(default)s)")
-    parser.add_argument("--modes", nargs="+", choices=list(MODE_EFFORTS),
-                        default=list(MODE_EFFORTS), help=f"modes to run (always with {BASELINE})")
-    parser.add_argument("--speculative-start-ms", type=int,
-                        default=Settings().speculative_start_ms,
-                        help="speculation trigger of the 'on' runs (default: the server's, "
-                             "%(default)s)")
-    parser.add_argument("--threads", type=int, default=SERVER_THREADS,
-                        help="torch threads of the server (default %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_QUESTIONS} questions, {QUICK_RUNS} run")
+    parser.add_argument(
+        "--runs", type=int, default=DEFAULT_RUNS, help="passes over the questions per mode"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="bfloat16",
+        help="server weights (default %(default)s)",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODE_EFFORTS),
+        default=list(MODE_EFFORTS),
+        help=f"modes to run (always with {BASELINE})",
+    )
+    parser.add_argument(
+        "--speculative-start-ms",
+        type=int,
+        default=Settings().speculative_start_ms,
+        help="speculation trigger of the 'on' runs (default: the server's, %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=SERVER_THREADS,
+        help="torch threads of the server (default %(default)s)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_QUESTIONS} questions, {QUICK_RUNS} run"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "modes.json")
-    parser.add_argument("--replot", action="store_true",
-                        help="recompute the savings, table and plot of an earlier --out; "
-                             "run nothing")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="recompute the savings, table and plot of an earlier --out; run nothing",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -459,20 +565,36 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for offset, setting in ((-width / 2, "off"), (width / 2, "on")):
         results = report["speculation_" + setting]
         total = np.array([results[m]["first_packet_p50_s"] for m in modes])
-        endpoint = np.array([min(results[m]["server_stage_mean_s"].get("endpoint", 0.0), t)
-                             for m, t in zip(modes, total, strict=True)])
+        endpoint = np.array(
+            [
+                min(results[m]["server_stage_mean_s"].get("endpoint", 0.0), t)
+                for m, t in zip(modes, total, strict=True)
+            ]
+        )
         x = np.arange(len(modes)) + offset
-        ax.bar(x, endpoint, width, color="#bbbbbb" if setting == "off" else "#dddddd",
-               label=f"speech end -> commit (speculation {setting})")
-        ax.bar(x, total - endpoint, width, bottom=endpoint,
-               color="#4477aa" if setting == "off" else "#ee7733",
-               label=f"after commit (speculation {setting})")
+        ax.bar(
+            x,
+            endpoint,
+            width,
+            color="#bbbbbb" if setting == "off" else "#dddddd",
+            label=f"speech end -> commit (speculation {setting})",
+        )
+        ax.bar(
+            x,
+            total - endpoint,
+            width,
+            bottom=endpoint,
+            color="#4477aa" if setting == "off" else "#ee7733",
+            label=f"after commit (speculation {setting})",
+        )
     ax.axhline(0.92, color="black", linestyle="--", linewidth=1, label="0.92 s")
     ax.set_xticks(np.arange(len(modes)), modes)
     ax.set_ylabel("first-packet latency p50 (s)")
     config = report["config"]
-    ax.set_title(f"{config['model']}, {config['reasoning_tokens']} reasoning tokens, "
-                 f"Tc {config['tc']}, Tr {config['tr']}")
+    ax.set_title(
+        f"{config['model']}, {config['reasoning_tokens']} reasoning tokens, "
+        f"Tc {config['tc']}, Tr {config['tr']}"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -487,8 +609,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.replot:
         report = json.loads(args.out.read_text())
-        report["speculation_savings"] = speculation_savings(report["speculation_off"],
-                                                            report["speculation_on"])
+        report["speculation_savings"] = speculation_savings(
+            report["speculation_off"], report["speculation_on"]
+        )
     else:
         with tempfile.TemporaryDirectory() as directory:
             model = args.model or default_checkpoint(args.size, Path(directory))

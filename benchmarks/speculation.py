@@ -81,32 +81,45 @@ def measure(items: int) -> dict:
     for trigger in TRIGGERS_MS:
         false_starts = [sum(p >= trigger for p in pauses[:-1]) for pauses, _ in committed]
         ceiling = float(np.median([end - whole_frames_ms(trigger) for _, end in committed]))
-        rows.append({
-            "trigger_ms": trigger,
-            "false_starts_per_turn": float(np.mean(false_starts)),
-            "turns_with_false_start": float(np.mean([n > 0 for n in false_starts])),
-            "most_saved_ms": ceiling,
-            "most_saved_fraction_of_window": ceiling / window,
-        })
-    return {"config": {"items": items, "committed_turns": len(committed),
-                       "silence_duration_ms": window, "vad": "server_vad defaults"},
-            "triggers": rows}
+        rows.append(
+            {
+                "trigger_ms": trigger,
+                "false_starts_per_turn": float(np.mean(false_starts)),
+                "turns_with_false_start": float(np.mean([n > 0 for n in false_starts])),
+                "most_saved_ms": ceiling,
+                "most_saved_fraction_of_window": ceiling / window,
+            }
+        )
+    return {
+        "config": {
+            "items": items,
+            "committed_turns": len(committed),
+            "silence_duration_ms": window,
+            "vad": "server_vad defaults",
+        },
+        "triggers": rows,
+    }
 
 
 def print_table(report: dict) -> None:
     config = report["config"]
     print(f"{config['committed_turns']} turns, silence window {config['silence_duration_ms']} ms")
-    print(f"{'trigger ms':>10}{'false starts/turn':>19}{'turns with one':>16}"
-          f"{'most saved ms':>15}{'of window':>11}")
+    print(
+        f"{'trigger ms':>10}{'false starts/turn':>19}{'turns with one':>16}"
+        f"{'most saved ms':>15}{'of window':>11}"
+    )
     for row in report["triggers"]:
-        print(f"{row['trigger_ms']:>10}{row['false_starts_per_turn']:>19.2f}"
-              f"{row['turns_with_false_start']:>16.0%}{row['most_saved_ms']:>15.0f}"
-              f"{row['most_saved_fraction_of_window']:>11.0%}")
+        print(
+            f"{row['trigger_ms']:>10}{row['false_starts_per_turn']:>19.2f}"
+            f"{row['turns_with_false_start']:>16.0%}{row['most_saved_ms']:>15.0f}"
+            f"{row['most_saved_fraction_of_window']:>11.0%}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=300, help="spoken questions")
     parser.add_argument("--out", type=Path, default=RESULTS / "speculation.json")
     args = parser.parse_args(argv)

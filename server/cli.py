@@ -101,8 +101,11 @@ def open_model(settings: Settings) -> Responder:
 
     try:
         return load_model_responder(
-            settings.model, device=settings.device, dtype=settings.dtype,
-            max_sequences=settings.max_sequences, max_seq_len=settings.max_seq_len,
+            settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            max_sequences=settings.max_sequences,
+            max_seq_len=settings.max_seq_len,
             tts_backend=settings.tts_backend,
             settings=ResponderSettings(
                 temperature=settings.temperature,

@@ -18,9 +18,7 @@ def _opt(default: Any, help_: str) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    host: str | None = _opt(
-        None, "bind address; default 127.0.0.1 without API keys, 0.0.0.0 with"
-    )
+    host: str | None = _opt(None, "bind address; default 127.0.0.1 without API keys, 0.0.0.0 with")
     port: int = _opt(8000, "TCP port; 0 picks a free one")
     api_keys: tuple[str, ...] = _opt(
         (), "comma-separated API keys; none: no authentication (loopback only)"
@@ -39,9 +37,7 @@ class Settings:
     max_message_bytes: int = _opt(
         4 * 1024 * 1024, "largest client message handled; larger ones get an error event"
     )
-    max_input_buffer_seconds: float = _opt(
-        600.0, "most uncommitted input audio a session holds"
-    )
+    max_input_buffer_seconds: float = _opt(600.0, "most uncommitted input audio a session holds")
     send_queue_events: int = _opt(
         256, "per-connection send queue high-water mark; the responder waits above it"
     )
@@ -76,9 +72,7 @@ class Settings:
     reasoning_segment_tokens: int = _opt(
         80, "thinking while speaking: reasoning tokens per segment (Tc)"
     )
-    answer_segment_tokens: int = _opt(
-        20, "thinking while speaking: answer tokens per segment (Tr)"
-    )
+    answer_segment_tokens: int = _opt(20, "thinking while speaking: answer tokens per segment (Tr)")
     reasoning_budget: int | None = _opt(
         None, "most reasoning tokens before the reasoning is closed; default: no budget"
     )

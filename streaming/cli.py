@@ -28,20 +28,33 @@ DIM, RESET = "\033[2m", "\033[0m"
 
 
 def add_answer_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("answer", help="answer one audio file offline",
-                                   description=__doc__,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = subparsers.add_parser(
+        "answer",
+        help="answer one audio file offline",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("audio", type=Path, help="the spoken question (WAV, FLAC, ...)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint directory (default: the embedded model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="checkpoint directory (default: the embedded model)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
-    parser.add_argument("--effort", default=None,
-                        help="reasoning effort: minimal, low, medium, high, xhigh")
+    parser.add_argument(
+        "--effort", default=None, help="reasoning effort: minimal, low, medium, high, xhigh"
+    )
     parser.add_argument("--max-tokens", type=int, default=1024, help="most tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
-    parser.add_argument("--speak", type=Path, default=None, metavar="OUT.wav",
-                        help="also synthesise the answer into this WAV file")
+    parser.add_argument(
+        "--speak",
+        type=Path,
+        default=None,
+        metavar="OUT.wav",
+        help="also synthesise the answer into this WAV file",
+    )
     parser.add_argument("--voice", default="alloy", help="voice of the spoken answer")
     parser.set_defaults(run=run_answer)
 
@@ -73,9 +86,14 @@ async def _answer(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     wave = read_audio(args.audio)
     responder = load_responder(args.model, device=args.device, dtype=args.dtype)
-    request = ResponseRequest(turns=[Turn("user", audio=wave)], speak=args.speak is not None,
-                              voice=args.voice, max_output_tokens=args.max_tokens,
-                              temperature=args.temperature, reasoning_effort=args.effort)
+    request = ResponseRequest(
+        turns=[Turn("user", audio=wave)],
+        speak=args.speak is not None,
+        voice=args.voice,
+        max_output_tokens=args.max_tokens,
+        temperature=args.temperature,
+        reasoning_effort=args.effort,
+    )
     audio: list[np.ndarray] = []
     in_reasoning = False
     try:
@@ -106,10 +124,14 @@ def _write(text: str) -> None:
 
 
 def _print_stages(done: ResponseFinished) -> None:
-    stages = ", ".join(f"{name} {seconds * 1000:.0f} ms"
-                       for name, seconds in done.stage_seconds.items())
-    print(f"[{done.status}: {done.input_tokens} prompt tokens, {done.reasoning_tokens} "
-          f"reasoning, {done.answer_tokens} answer; {stages}]", file=sys.stderr)
+    stages = ", ".join(
+        f"{name} {seconds * 1000:.0f} ms" for name, seconds in done.stage_seconds.items()
+    )
+    print(
+        f"[{done.status}: {done.input_tokens} prompt tokens, {done.reasoning_tokens} "
+        f"reasoning, {done.answer_tokens} answer; {stages}]",
+        file=sys.stderr,
+    )
 
 
 def _save_wav(path: Path, chunks: list[np.ndarray]) -> None:

@@ -28,6 +28,9 @@ def default_checkpoint() -> Path:
             f"the embedded default model is missing from this installation "
             f"({SHIPPED_CHECKPOINT}); reinstall the package, or {REAL_WEIGHTS_HINT}"
         )
-    logger.info("loading the embedded default model (spoken arithmetic, 2M parameters) from "
-                "%s; %s", SHIPPED_CHECKPOINT, REAL_WEIGHTS_HINT)
+    logger.info(
+        "loading the embedded default model (spoken arithmetic, 2M parameters) from %s; %s",
+        SHIPPED_CHECKPOINT,
+        REAL_WEIGHTS_HINT,
+    )
     return SHIPPED_CHECKPOINT

@@ -74,8 +74,13 @@ class ResponderSettings:
 
 
 class ModelResponder(Responder):
-    def __init__(self, loaded: LoadedModel, engine: Engine, tts: TTSBackend,
-                 settings: ResponderSettings | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        engine: Engine,
+        tts: TTSBackend,
+        settings: ResponderSettings | None = None,
+    ) -> None:
         self.loaded = loaded
         self.engine = engine
         self.tts = tts
@@ -98,11 +103,21 @@ class ModelResponder(Responder):
         clock.mark("encode")
         conversation = self.builder.build(messages, add_generation_prompt=False)
         schedule = schedule_for(request.reasoning_effort, self.settings.schedule)
-        scheduler = ReplyScheduler(self.engine, self.builder, conversation, schedule,
-                                   self._sampling(request), self._parser, clock.mark,
-                                   submit=self._submit)
-        speech = self.tts.open_stream(request.voice or self.settings.voice,
-                                      request.speech_rate) if request.speak else None
+        scheduler = ReplyScheduler(
+            self.engine,
+            self.builder,
+            conversation,
+            schedule,
+            self._sampling(request),
+            self._parser,
+            clock.mark,
+            submit=self._submit,
+        )
+        speech = (
+            self.tts.open_stream(request.voice or self.settings.voice, request.speech_rate)
+            if request.speak
+            else None
+        )
         reply = _Reply(scheduler, speech, clock, input_tokens=len(conversation))
         try:
             async for event in reply.events():
@@ -111,8 +126,11 @@ class ModelResponder(Responder):
             await reply.stop()
 
     def _parser(self, starts_in_reasoning: bool) -> ReplyParser:
-        return ReplyParser(self.loaded.tokenizer, stop_ids=self.loaded.special.stop_ids,
-                           starts_in_reasoning=starts_in_reasoning)
+        return ReplyParser(
+            self.loaded.tokenizer,
+            stop_ids=self.loaded.special.stop_ids,
+            starts_in_reasoning=starts_in_reasoning,
+        )
 
     def _sampling(self, request: ResponseRequest) -> SamplingParams:
         s = self.settings
@@ -146,8 +164,11 @@ class ModelResponder(Responder):
         if turn is None or turn.audio is None or turn.item_id is None:
             return
         chunks = split_chunks(np.asarray(turn.audio, np.float32))
-        heard = [await self._encode_chunk(turn.item_id, index, chunk)
-                 for index, chunk in enumerate(chunks) if len(chunk) == CHUNK_SAMPLES]
+        heard = [
+            await self._encode_chunk(turn.item_id, index, chunk)
+            for index, chunk in enumerate(chunks)
+            if len(chunk) == CHUNK_SAMPLES
+        ]
         if not heard:
             return
         history = await self._messages(replace(request, turns=request.turns[:-1]))
@@ -166,17 +187,23 @@ class ModelResponder(Responder):
     async def _submit(self, prompt: Prompt, params: SamplingParams) -> TokenStream:
         """Fork the listening sequence that holds the longest start of `prompt` (the whole turn
         but what was said since), else submit the whole prompt."""
-        matches = [(listening, rest) for listening in self._listening.values()
-                   if (rest := listening.rest_of(prompt)) is not None]
+        matches = [
+            (listening, rest)
+            for listening in self._listening.values()
+            if (rest := listening.rest_of(prompt)) is not None
+        ]
         if matches:
             listening, rest = min(matches, key=lambda match: len(match[1]))
             try:
                 await listening.prefilled()
-                return await self.engine.fork(listening.stream.seq_id, len(listening.prompt),
-                                              rest, params)
+                return await self.engine.fork(
+                    listening.stream.seq_id, len(listening.prompt), rest, params
+                )
             except (KeyError, ValueError, RuntimeError):  # its cache is gone, or it failed
-                logger.info("listening sequence %d not forked; prefilling the whole prompt",
-                            listening.stream.seq_id)
+                logger.info(
+                    "listening sequence %d not forked; prefilling the whole prompt",
+                    listening.stream.seq_id,
+                )
         return await self.engine.submit(prompt, params)
 
     async def _remember(self, item_id: str, listening: _Listening) -> None:
@@ -192,11 +219,14 @@ class ModelResponder(Responder):
     async def _encode(self, turn: Turn) -> list[torch.Tensor]:
         assert turn.audio is not None
         chunks = split_chunks(np.asarray(turn.audio, dtype=np.float32))
-        return [await self._encode_chunk(turn.item_id, index, chunk)
-                for index, chunk in enumerate(chunks)]
+        return [
+            await self._encode_chunk(turn.item_id, index, chunk)
+            for index, chunk in enumerate(chunks)
+        ]
 
-    async def _encode_chunk(self, item_id: str | None, index: int, chunk: torch.Tensor
-                            ) -> torch.Tensor:
+    async def _encode_chunk(
+        self, item_id: str | None, index: int, chunk: torch.Tensor
+    ) -> torch.Tensor:
         """One <= 25 s chunk's embeddings, cached per conversation item, chunk and length (a
         speculative start or `prepare` sees a turn before it has all its audio)."""
         key = None if item_id is None else f"{item_id}:{index}:{len(chunk)}"
@@ -230,8 +260,11 @@ class _Listening:
             return None
         heard, audio = held.audio_embeds, prompt.audio_embeds
         rows = 0 if heard is None else len(heard)
-        if heard is not None and rows and (
-                audio is None or len(audio) < rows or not torch.equal(audio[:rows], heard)):
+        if (
+            heard is not None
+            and rows
+            and (audio is None or len(audio) < rows or not torch.equal(audio[:rows], heard))
+        ):
             return None
         rest_audio = None if audio is None else audio[rows:]
         return Prompt(prompt.token_ids[n:], rest_audio, prompt.audio_patch_id)
@@ -257,8 +290,13 @@ class StageClock:
 class _Reply:
     """One response in flight: the scheduler's deltas and the speech stream, merged."""
 
-    def __init__(self, scheduler: ReplyScheduler, speech: SpeechStream | None,
-                 clock: StageClock, input_tokens: int) -> None:
+    def __init__(
+        self,
+        scheduler: ReplyScheduler,
+        speech: SpeechStream | None,
+        clock: StageClock,
+        input_tokens: int,
+    ) -> None:
         self.scheduler = scheduler
         self.speech = speech
         self.clock = clock
@@ -330,8 +368,9 @@ class _Reply:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device_dtype(device: str = "auto", dtype: str = "auto"
-                         ) -> tuple[torch.device, torch.dtype]:
+def resolve_device_dtype(
+    device: str = "auto", dtype: str = "auto"
+) -> tuple[torch.device, torch.dtype]:
     """`auto`: CUDA with bfloat16 where present, else CPU with float32 (fast CPU matmuls)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -343,10 +382,16 @@ def resolve_device_dtype(device: str = "auto", dtype: str = "auto"
     return resolved, DTYPES[dtype]
 
 
-def load_responder(model_path: str | Path | None = None, *, device: str = "auto",
-                   dtype: str = "auto", max_sequences: int = 16, max_seq_len: int = 4096,
-                   tts_backend: str = "espeak",
-                   settings: ResponderSettings | None = None) -> ModelResponder:
+def load_responder(
+    model_path: str | Path | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    max_sequences: int = 16,
+    max_seq_len: int = 4096,
+    tts_backend: str = "espeak",
+    settings: ResponderSettings | None = None,
+) -> ModelResponder:
     """Checkpoint + torch engine + TTS backend, ready to answer. No path: the default model."""
     from streaming.default_model import default_checkpoint
     from streaming.engine.torch_engine import TorchEngine
@@ -356,7 +401,8 @@ def load_responder(model_path: str | Path | None = None, *, device: str = "auto"
     path = Path(model_path) if model_path is not None else default_checkpoint()
     torch_device, torch_dtype = resolve_device_dtype(device, dtype)
     loaded = load_checkpoint(path, dtype=torch_dtype, device=torch_device)
-    engine = TorchEngine(loaded.model.model, loaded.model.lm_head, max_slots=max_sequences,
-                         max_seq_len=max_seq_len)
+    engine = TorchEngine(
+        loaded.model.model, loaded.model.lm_head, max_slots=max_sequences, max_seq_len=max_seq_len
+    )
     logger.info("loaded %s on %s (%s)", path, torch_device, torch_dtype)
     return ModelResponder(loaded, engine, get_backend(tts_backend), settings)

@@ -303,7 +303,7 @@ class ReplyScheduler:
         from streaming.reasoning import CLOSE_TAG
 
         kept = list(ids)
-        while kept and CLOSE_TAG in self._decode(kept[-len(CLOSE_TAG):]):
+        while kept and CLOSE_TAG in self._decode(kept[-len(CLOSE_TAG) :]):
             kept.pop()
         return kept
 
@@ -381,9 +381,7 @@ class ReplyScheduler:
         except (KeyError, ValueError):  # its cache slot was reused: prefill it all
             shared = 0
             stream = await self.engine.submit(self._prompt(ids), params)
-        self.segments.append(
-            AnswerSegment(reasoning, answer, ids, shared, stream.output.token_ids)
-        )
+        self.segments.append(AnswerSegment(reasoning, answer, ids, shared, stream.output.token_ids))
         self._segment = _Branch(stream, ids)
         return self._segment
 

@@ -54,45 +54,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get(URL_ENV, DEFAULT_URL),
-                        help=f"server WebSocket URL (env {URL_ENV}; default %(default)s)")
-    common.add_argument("--api-key", default=os.environ.get(KEY_ENV),
-                        help=f"API key or client secret (env {KEY_ENV})")
-    common.add_argument("--beta", action="store_true",
-                        help="speak the beta protocol (OpenAI-Beta: realtime=v1)")
+    common.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        help=f"server WebSocket URL (env {URL_ENV}; default %(default)s)",
+    )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get(KEY_ENV),
+        help=f"API key or client secret (env {KEY_ENV})",
+    )
+    common.add_argument(
+        "--beta", action="store_true", help="speak the beta protocol (OpenAI-Beta: realtime=v1)"
+    )
     common.add_argument("--voice", help="voice of the reply (server default if omitted)")
     common.add_argument("--effort", choices=EFFORTS, help="reasoning effort (scheduling mode)")
     common.add_argument("--instructions", help="system instructions for the session")
 
-    ask = commands.add_parser("ask", parents=[common], help="ask one spoken question from a file",
-                              description="Stream an audio file as a question, print the "
-                              "reasoning (dimmed) and the answer as they stream, save the "
-                              "reply's audio and print the latency split.")
+    ask = commands.add_parser(
+        "ask",
+        parents=[common],
+        help="ask one spoken question from a file",
+        description="Stream an audio file as a question, print the "
+        "reasoning (dimmed) and the answer as they stream, save the "
+        "reply's audio and print the latency split.",
+    )
     ask.add_argument("file", type=Path, help="the question: WAV, FLAC, OGG... any rate")
-    ask.add_argument("-o", "--output", type=Path, default=Path("reply.wav"),
-                     help="where to save the reply's audio (default %(default)s)")
-    ask.add_argument("--fast", action="store_true",
-                     help="send the audio as fast as possible instead of in real time (the latency "
-                     "then measures processing only: the turn-end silence takes no time)")
+    ask.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("reply.wav"),
+        help="where to save the reply's audio (default %(default)s)",
+    )
+    ask.add_argument(
+        "--fast",
+        action="store_true",
+        help="send the audio as fast as possible instead of in real time (the latency "
+        "then measures processing only: the turn-end silence takes no time)",
+    )
     ask.add_argument("--no-color", action="store_true", help="no ANSI dimming of the reasoning")
     ask.set_defaults(run=run_ask)
 
-    chat = commands.add_parser("chat", parents=[common], help="talk with the microphone",
-                               description="A live conversation: microphone in, speaker out; "
-                               "speak over a reply to interrupt it. Needs the audio extra; "
-                               "use headphones, or the reply's echo interrupts itself.")
+    chat = commands.add_parser(
+        "chat",
+        parents=[common],
+        help="talk with the microphone",
+        description="A live conversation: microphone in, speaker out; "
+        "speak over a reply to interrupt it. Needs the audio extra; "
+        "use headphones, or the reply's echo interrupts itself.",
+    )
     chat.add_argument("--input-device", help="microphone (sounddevice name or index)")
     chat.add_argument("--output-device", help="speaker (sounddevice name or index)")
     chat.set_defaults(run=run_chat)
 
-    events = commands.add_parser("events", parents=[common], help="dump raw events as JSON lines",
-                                 description="Print every server event as one JSON line: "
-                                 "for a question from FILE until its reply is done, or from "
-                                 "the microphone until interrupted.")
+    events = commands.add_parser(
+        "events",
+        parents=[common],
+        help="dump raw events as JSON lines",
+        description="Print every server event as one JSON line: "
+        "for a question from FILE until its reply is done, or from "
+        "the microphone until interrupted.",
+    )
     events.add_argument("file", type=Path, nargs="?", help="question audio (default: microphone)")
     events.add_argument("--fast", action="store_true", help="send FILE as fast as possible")
-    events.add_argument("--full-audio", action="store_true",
-                        help="print audio deltas in full (default: their size only)")
+    events.add_argument(
+        "--full-audio",
+        action="store_true",
+        help="print audio deltas in full (default: their size only)",
+    )
     events.set_defaults(run=run_events)
     return parser
 
@@ -112,8 +142,9 @@ def session_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def client_from(args: argparse.Namespace) -> RealtimeClient:
-    return RealtimeClient(args.url, api_key=args.api_key, beta=args.beta,
-                          session=session_from(args))
+    return RealtimeClient(
+        args.url, api_key=args.api_key, beta=args.beta, session=session_from(args)
+    )
 
 
 # --- ask -----------------------------------------------------------------------------------

@@ -230,8 +230,10 @@ class RealtimeClient:
                 return
             if ws.close_code in FINAL_CLOSE_CODES or self.backoff.attempts == 0:
                 self._queue.put_nowait(
-                    ConnectionLost(f"the server closed the session ({ws.close_code}: "
-                                   f"{ws.close_reason or 'no reason given'})")
+                    ConnectionLost(
+                        f"the server closed the session ({ws.close_code}: "
+                        f"{ws.close_reason or 'no reason given'})"
+                    )
                 )
                 return
             if not await self._reconnect():
@@ -260,13 +262,16 @@ class RealtimeClient:
                 last = error
                 continue
             self._queue.put_nowait(
-                Reconnected(type="client.reconnected", attempts=attempt + 1,
-                            received_at=time.monotonic())
+                Reconnected(
+                    type="client.reconnected", attempts=attempt + 1, received_at=time.monotonic()
+                )
             )
             return True
         self._queue.put_nowait(
-            ConnectionLost(f"the connection dropped; {self.backoff.attempts} reconnection "
-                           f"attempts failed, the last with: {last}")
+            ConnectionLost(
+                f"the connection dropped; {self.backoff.attempts} reconnection "
+                f"attempts failed, the last with: {last}"
+            )
         )
         return False
 

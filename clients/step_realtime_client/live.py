@@ -156,7 +156,10 @@ class SpeakerPlayer:
         self.buffer = PlaybackBuffer()
         try:
             self._stream = sd.OutputStream(
-                samplerate=WIRE_SAMPLE_RATE, channels=1, dtype="int16", device=device,
+                samplerate=WIRE_SAMPLE_RATE,
+                channels=1,
+                dtype="int16",
+                device=device,
                 callback=lambda outdata, *_: self.buffer.fill(outdata[:, 0]),
             )
             self._stream.start()
@@ -194,8 +197,12 @@ async def microphone(device: int | str | None = None) -> AsyncIterator[np.ndarra
         info = sd.query_devices(device, "input")
         rate = int(info["default_samplerate"])
         stream = sd.InputStream(
-            samplerate=rate, channels=1, dtype="float32", device=device,
-            blocksize=rate * CHUNK_MS // 1000, callback=captured,
+            samplerate=rate,
+            channels=1,
+            dtype="float32",
+            device=device,
+            blocksize=rate * CHUNK_MS // 1000,
+            callback=captured,
         )
         stream.start()
     except Exception as error:  # PortAudioError, or ValueError: no such device

@@ -39,8 +39,9 @@ class Client:
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self._runner = asyncio.Runner()
-        self._async = RealtimeClient(url, api_key=api_key, beta=beta, session=session,
-                                     backoff=backoff)
+        self._async = RealtimeClient(
+            url, api_key=api_key, beta=beta, session=session, backoff=backoff
+        )
 
     @property
     def session(self) -> dict[str, Any]:
@@ -69,8 +70,13 @@ class Client:
         reply_timeout_s: float = REPLY_TIMEOUT_S,
     ) -> Reply:
         return self._runner.run(
-            self._async.ask(audio, realtime=realtime, sample_rate=sample_rate,
-                            on_event=on_event, reply_timeout_s=reply_timeout_s)
+            self._async.ask(
+                audio,
+                realtime=realtime,
+                sample_rate=sample_rate,
+                on_event=on_event,
+                reply_timeout_s=reply_timeout_s,
+            )
         )
 
     def send_audio(self, pcm: np.ndarray, realtime: bool = True) -> None:

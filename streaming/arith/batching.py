@@ -20,13 +20,15 @@ from streaming.model.audio_encoder import MEL_END_FRAMES
 from streaming.model.modeling import StepAudio2ForCausalLM
 
 # transformers renamed Qwen2Model.forward's `past_key_values` to `cache` (5.2x).
-_CACHE_ARGUMENT = ("cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters
-                   else "past_key_values")
+_CACHE_ARGUMENT = (
+    "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
+)
 LENGTH_GROUP_BATCHES = 32  # batches drawn together, then sorted by length to cut padding
 
 
-def encode_clips(model: StepAudio2ForCausalLM, mels: Sequence[torch.Tensor]
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_clips(
+    model: StepAudio2ForCausalLM, mels: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """[n_clips, T', hidden] adaptor outputs and their valid lengths [n_clips]."""
     lengths = torch.tensor([m.shape[-1] for m in mels])
     batch = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()))
@@ -37,9 +39,13 @@ def encode_clips(model: StepAudio2ForCausalLM, mels: Sequence[torch.Tensor]
     return model.adapter(states, encoder_lens)
 
 
-def embed_batch(model: StepAudio2ForCausalLM, ids: torch.Tensor, patch_id: int,
-                mels: Sequence[torch.Tensor], spans: Sequence[int] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_batch(
+    model: StepAudio2ForCausalLM,
+    ids: torch.Tensor,
+    patch_id: int,
+    mels: Sequence[torch.Tensor],
+    spans: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder input embeddings for `ids` [B, L]. Its audio spans, in row-major order, hold
     `mels[spans[0]]`, `mels[spans[1]]`, ... (default: each mel once, in order), so a clip used
     by several sequences is encoded once. Also returns the adaptor outputs [n_mels, T', hidden]
@@ -63,8 +69,7 @@ def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
-def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int
-                  ) -> list[np.ndarray]:
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     """Item indices of every batch of one epoch: shuffled, then grouped by similar length."""
     order = np.random.default_rng([seed, 11, epoch]).permutation(len(lengths))
     group = batch_size * LENGTH_GROUP_BATCHES
@@ -78,22 +83,28 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int
 
 
 @torch.inference_mode()
-def greedy_generate(model: StepAudio2ForCausalLM, prompts: Sequence[Sequence[int]],
-                    mels: Sequence[torch.Tensor], patch_id: int, stop_ids: Sequence[int],
-                    max_new_tokens: int) -> list[list[int]]:
+def greedy_generate(
+    model: StepAudio2ForCausalLM,
+    prompts: Sequence[Sequence[int]],
+    mels: Sequence[torch.Tensor],
+    patch_id: int,
+    stop_ids: Sequence[int],
+    max_new_tokens: int,
+) -> list[list[int]]:
     """Greedy continuation of each prompt (left-padded, KV-cached), stop token excluded."""
     width = max(map(len, prompts))
     ids = torch.zeros(len(prompts), width, dtype=torch.long)
     mask = torch.zeros(len(prompts), width, dtype=torch.long)
     for i, prompt in enumerate(prompts):
-        ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        mask[i, width - len(prompt):] = 1
+        ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[i, width - len(prompt) :] = 1
     ids, mask = ids.to(model.device), mask.to(model.device)
     embeds, _ = embed_batch(model, ids, patch_id, mels)
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     cache = {_CACHE_ARGUMENT: DynamicCache(config=model.config.text)}  # updated in place
-    out = model.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                      use_cache=True, **cache)
+    out = model.model(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache
+    )
     stops = torch.tensor(list(stop_ids), device=model.device)
     generated: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=model.device)
@@ -107,6 +118,11 @@ def greedy_generate(model: StepAudio2ForCausalLM, prompts: Sequence[Sequence[int
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         positions = positions[:, -1:] + 1
-        out = model.model(inputs_embeds=model.embed_tokens(token[:, None]), attention_mask=mask,
-                          position_ids=positions, use_cache=True, **cache)
+        out = model.model(
+            inputs_embeds=model.embed_tokens(token[:, None]),
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **cache,
+        )
     return generated

@@ -48,8 +48,28 @@ OPERATOR_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
 # variant is; training voices use neither.
 TRAIN_LANGUAGES = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbcwmd")
 HELD_OUT_LANGUAGES = ("en-us-nyc", "en-gb-x-gbclan")
-TRAIN_VARIANTS = ("", "m1", "m2", "m3", "m4", "m6", "m7", "f1", "f2", "f4", "f5", "klatt",
-                  "klatt3", "Andy", "Annie", "david", "linda", "max", "steph", "travis")
+TRAIN_VARIANTS = (
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m6",
+    "m7",
+    "f1",
+    "f2",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt3",
+    "Andy",
+    "Annie",
+    "david",
+    "linda",
+    "max",
+    "steph",
+    "travis",
+)
 HELD_OUT_VARIANTS = ("m5", "f3", "klatt2", "john", "belinda")
 
 # Phrasings. Noun forms go into carriers ("what is {e}"); verb forms into verb carriers.
@@ -65,30 +85,86 @@ VERB_FORMS = {
     "*": ("multiply {a} by {b}",),
     "/": ("divide {a} by {b}",),
 }
-TRAIN_NOUN_CARRIERS = ("what is {e}", "what's {e}", "{e}", "calculate {e}", "tell me {e}",
-                       "what is {e} equal to", "what would be {e}", "compute {e}",
-                       "find {e}", "give me {e}", "solve {e}", "do you know {e}",
-                       "what does {e} make", "what's the result of {e}", "I need {e}")
+TRAIN_NOUN_CARRIERS = (
+    "what is {e}",
+    "what's {e}",
+    "{e}",
+    "calculate {e}",
+    "tell me {e}",
+    "what is {e} equal to",
+    "what would be {e}",
+    "compute {e}",
+    "find {e}",
+    "give me {e}",
+    "solve {e}",
+    "do you know {e}",
+    "what does {e} make",
+    "what's the result of {e}",
+    "I need {e}",
+)
 HELD_OUT_NOUN_CARRIERS = ("how much is {e}", "can you work out {e}")
-TRAIN_VERB_CARRIERS = ("{v}", "please {v}", "what do you get if you {v}", "could you {v}",
-                       "would you {v}", "now {v}", "help me {v}", "what happens if you {v}",
-                       "tell me what you get if you {v}")
+TRAIN_VERB_CARRIERS = (
+    "{v}",
+    "please {v}",
+    "what do you get if you {v}",
+    "could you {v}",
+    "would you {v}",
+    "now {v}",
+    "help me {v}",
+    "what happens if you {v}",
+    "tell me what you get if you {v}",
+)
 HELD_OUT_VERB_CARRIERS = ("what do you get when you {v}",)
 
 # Words before and after a training question, so that the model learns to pass over words it
 # has no use for (the held-out phrasings bring unknown ones). None sounds like a number
 # ("to", "for", "one"), and none is a word of a held-out carrier (see `held_out_words`).
-TRAIN_PREFIXES = ("hey", "okay", "so", "um", "well", "hello", "hi", "excuse me",
-                  "quick question", "I wonder", "let me ask you", "right", "alright", "listen",
-                  "next question", "hmm", "oh", "let's see", "good morning", "I have a question",
-                  "please tell me", "hey there", "okay so", "right then")
-TRAIN_SUFFIXES = ("please", "thanks", "thank you", "exactly", "in your head", "okay", "again",
-                  "if you know", "right now", "quickly", "I wonder")
+TRAIN_PREFIXES = (
+    "hey",
+    "okay",
+    "so",
+    "um",
+    "well",
+    "hello",
+    "hi",
+    "excuse me",
+    "quick question",
+    "I wonder",
+    "let me ask you",
+    "right",
+    "alright",
+    "listen",
+    "next question",
+    "hmm",
+    "oh",
+    "let's see",
+    "good morning",
+    "I have a question",
+    "please tell me",
+    "hey there",
+    "okay so",
+    "right then",
+)
+TRAIN_SUFFIXES = (
+    "please",
+    "thanks",
+    "thank you",
+    "exactly",
+    "in your head",
+    "okay",
+    "again",
+    "if you know",
+    "right now",
+    "quickly",
+    "I wonder",
+)
 PREFIX_PROBABILITY = 0.4
 SUFFIX_PROBABILITY = 0.25
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -104,8 +180,9 @@ def number_words(n: int) -> str:
     return f"{_ONES[n // 100]} hundred" + ("" if rest == 0 else " " + number_words(rest))
 
 
-_WORD_VALUES = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS)
-                                                      if i >= 2}
+_WORD_VALUES = {w: i for i, w in enumerate(_ONES)} | {
+    w: 10 * i for i, w in enumerate(_TENS) if i >= 2
+}
 
 
 def parse_number_words(text: str) -> int | None:
@@ -165,8 +242,9 @@ def all_problems() -> tuple[Problem, ...]:
     adds = [Problem(a, "+", b) for a in range(ADD_SUB_MAX + 1) for b in range(ADD_SUB_MAX + 1)]
     subs = [Problem(a, "-", b) for a in range(ADD_SUB_MAX + 1) for b in range(a + 1)]
     muls = [Problem(a, "*", b) for a in range(MUL_DIV_MAX + 1) for b in range(MUL_DIV_MAX + 1)]
-    divs = [Problem(b * q, "/", b) for b in range(1, MUL_DIV_MAX + 1)
-            for q in range(MUL_DIV_MAX + 1)]
+    divs = [
+        Problem(b * q, "/", b) for b in range(1, MUL_DIV_MAX + 1) for q in range(MUL_DIV_MAX + 1)
+    ]
     return tuple(adds + subs + muls + divs)
 
 
@@ -179,8 +257,9 @@ def phrasings(op: str, held_out: bool) -> list[str]:
     """Templates with {a} and {b} for one operator: the training ones, or the held-out ones."""
     nouns = HELD_OUT_NOUN_CARRIERS if held_out else TRAIN_NOUN_CARRIERS
     verbs = HELD_OUT_VERB_CARRIERS if held_out else TRAIN_VERB_CARRIERS
-    return ([c.format(e=e) for c in nouns for e in NOUN_FORMS[op]]
-            + [c.format(v=v) for c in verbs for v in VERB_FORMS[op]])
+    return [c.format(e=e) for c in nouns for e in NOUN_FORMS[op]] + [
+        c.format(v=v) for c in verbs for v in VERB_FORMS[op]
+    ]
 
 
 def train_voices() -> list[str]:
@@ -190,8 +269,9 @@ def train_voices() -> list[str]:
 def held_out_voices() -> list[str]:
     """Voices with a held-out language or a held-out variant (or both)."""
     variants = TRAIN_VARIANTS + HELD_OUT_VARIANTS
-    return ([_voice(lang, var) for lang in HELD_OUT_LANGUAGES for var in variants]
-            + [_voice(lang, var) for lang in TRAIN_LANGUAGES for var in HELD_OUT_VARIANTS])
+    return [_voice(lang, var) for lang in HELD_OUT_LANGUAGES for var in variants] + [
+        _voice(lang, var) for lang in TRAIN_LANGUAGES for var in HELD_OUT_VARIANTS
+    ]
 
 
 def _voice(language: str, variant: str) -> str:
@@ -236,16 +316,23 @@ def make_utterance(split: str, index: int, seed: int = 0) -> Utterance:
     voices = held_out_voices() if held_voice else train_voices()
     templates = phrasings(problem.op, held_phrasing)
     text = templates[rng.integers(len(templates))].format(
-        a=number_words(problem.a), b=number_words(problem.b))
+        a=number_words(problem.a), b=number_words(problem.b)
+    )
     voice = voices[rng.integers(len(voices))]
     rate_wpm = int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1))
     pitch = int(rng.integers(PITCH[0], PITCH[1] + 1))
     if split != "eval":  # held-out questions are scored as they were before fillers existed
         text = _with_fillers(text, rng)
     return Utterance(
-        split=split, index=index, problem=problem, text=text,
-        voice=voice, rate_wpm=rate_wpm, pitch=pitch,
-        held_out_voice=held_voice, held_out_phrasing=held_phrasing,
+        split=split,
+        index=index,
+        problem=problem,
+        text=text,
+        voice=voice,
+        rate_wpm=rate_wpm,
+        pitch=pitch,
+        held_out_voice=held_voice,
+        held_out_phrasing=held_phrasing,
     )
 
 
@@ -259,6 +346,7 @@ def _with_fillers(text: str, rng: np.random.Generator) -> str:
 
 def held_out_words() -> set[str]:
     """Words that only the held-out carriers use: no training text may contain one."""
+
     def words(carriers: tuple[str, ...]) -> set[str]:
         return {w for c in carriers for w in c.split() if "{" not in w}
 
@@ -284,8 +372,9 @@ def speak(utterance: Utterance, seed: int = 0, augment: bool = True) -> np.ndarr
     return speak_words(utterance, seed, augment)[0]
 
 
-def speak_words(utterance: Utterance, seed: int = 0, augment: bool = True
-                ) -> tuple[np.ndarray, list[SpokenWord]]:
+def speak_words(
+    utterance: Utterance, seed: int = 0, augment: bool = True
+) -> tuple[np.ndarray, list[SpokenWord]]:
     """`speak`, and the clip's words with their times (espeak-ng's word events).
 
     espeak-ng's output also depends on what the process synthesised before (a few samples
@@ -293,16 +382,20 @@ def speak_words(utterance: Utterance, seed: int = 0, augment: bool = True
     """
     from tts.espeak import synthesize  # espeak-ng is loaded only where audio is made
 
-    pcm, rate, timings = synthesize(utterance.text, utterance.voice, utterance.rate_wpm,
-                                    utterance.pitch)
+    pcm, rate, timings = synthesize(
+        utterance.text, utterance.voice, utterance.rate_wpm, utterance.pitch
+    )
     wave = soxr.resample(pcm.astype(np.float32) / 32768.0, rate, SAMPLE_RATE)
     lead = 0
     if augment:
-        wave, lead = augment_wave(wave, np.random.default_rng(
-            [seed, SPLIT_SEEDS[utterance.split], utterance.index, 1]))
+        wave, lead = augment_wave(
+            wave, np.random.default_rng([seed, SPLIT_SEEDS[utterance.split], utterance.index, 1])
+        )
     offset = lead / SAMPLE_RATE
-    words = [SpokenWord(t.word.lower(), offset + t.start_ms / 1000, offset + t.end_ms / 1000)
-             for t in timings]
+    words = [
+        SpokenWord(t.word.lower(), offset + t.start_ms / 1000, offset + t.end_ms / 1000)
+        for t in timings
+    ]
     return wave.astype(np.float32), words
 
 
@@ -311,12 +404,14 @@ def augment_wave(wave: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
 
     Returns the new wave and the number of silent samples put in front.
     """
-    pad = (np.array([rng.uniform(*LEAD_SILENCE_S), rng.uniform(*TRAIL_SILENCE_S)])
-           * SAMPLE_RATE).astype(int)
+    pad = (
+        np.array([rng.uniform(*LEAD_SILENCE_S), rng.uniform(*TRAIL_SILENCE_S)]) * SAMPLE_RATE
+    ).astype(int)
     wave = np.pad(wave, (pad[0], pad[1])) * 10 ** (rng.uniform(*GAIN_DB) / 20)
     if rng.random() < NOISE_PROBABILITY:
-        noise = _pink_noise(len(wave), rng) if rng.random() < 0.5 else rng.standard_normal(
-            len(wave))
+        noise = (
+            _pink_noise(len(wave), rng) if rng.random() < 0.5 else rng.standard_normal(len(wave))
+        )
         speech_power = np.mean(wave**2) + 1e-12
         snr = 10 ** (rng.uniform(*SNR_DB) / 10)
         wave = wave + noise * np.sqrt(speech_power / snr / (np.mean(noise**2) + 1e-12))

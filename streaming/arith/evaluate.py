@@ -31,8 +31,12 @@ EVAL_MODES = ("think", "no_think")
 EVAL_SEED = 1000  # other problems, voices and noise than the in-training monitor (seed 0)
 BATCH = 32
 MAX_NEW_TOKENS = 64
-KINDS = {(True, False): "held-out voice", (False, True): "held-out phrasing",
-         (True, True): "both held out", (False, False): "training voice and phrasing"}
+KINDS = {
+    (True, False): "held-out voice",
+    (False, True): "held-out phrasing",
+    (True, True): "both held out",
+    (False, False): "training voice and phrasing",
+}
 
 
 @dataclass(frozen=True)
@@ -64,20 +68,28 @@ def split_reply(text: str) -> tuple[str, str]:
     return (reasoning.strip(), answer.strip()) if found else (text.strip(), "")
 
 
-def answer_replies(model: StepAudio2ForCausalLM, builder: SequenceBuilder,
-                   utterances: Sequence[Utterance], mels: Sequence[torch.Tensor],
-                   mode: str) -> list[Reply]:
+def answer_replies(
+    model: StepAudio2ForCausalLM,
+    builder: SequenceBuilder,
+    utterances: Sequence[Utterance],
+    mels: Sequence[torch.Tensor],
+    mode: str,
+) -> list[Reply]:
     """Greedy replies to spoken questions (`mels` from `log_mel`) in one mode."""
     replies = []
     tokenizer = builder.prompts.tokenizer
     for start in range(0, len(utterances), BATCH):
         batch = range(start, min(start + BATCH, len(utterances)))
-        turns = [Turn(clip=i, mel_frames=mels[i].shape[-1], reasoning="", answer="")
-                 for i in batch]
+        turns = [Turn(clip=i, mel_frames=mels[i].shape[-1], reasoning="", answer="") for i in batch]
         prompts = [builder.prompt_ids(turn, mode=mode)[0] for turn in turns]
-        outputs = greedy_generate(model, prompts, [mels[i] for i in batch],
-                                  builder.special.audio_patch, builder.special.stop_ids,
-                                  MAX_NEW_TOKENS)
+        outputs = greedy_generate(
+            model,
+            prompts,
+            [mels[i] for i in batch],
+            builder.special.audio_patch,
+            builder.special.stop_ids,
+            MAX_NEW_TOKENS,
+        )
         for i, ids in zip(batch, outputs, strict=True):
             text = tokenizer.decode(ids, skip_special_tokens=False)
             answer = split_reply(text)[1] if mode == "think" else text.strip()
@@ -85,9 +97,13 @@ def answer_replies(model: StepAudio2ForCausalLM, builder: SequenceBuilder,
     return replies
 
 
-def held_out_accuracy(model: StepAudio2ForCausalLM, builder: SequenceBuilder, cache: MelCache,
-                      indices: Iterable[int], modes: Sequence[str] = EVAL_MODES
-                      ) -> list[Reply]:
+def held_out_accuracy(
+    model: StepAudio2ForCausalLM,
+    builder: SequenceBuilder,
+    cache: MelCache,
+    indices: Iterable[int],
+    modes: Sequence[str] = EVAL_MODES,
+) -> list[Reply]:
     """Replies to cached clips (the trainer's periodic check)."""
     indices = list(indices)
     utterances = [cache.utterances[i] for i in indices]
@@ -120,20 +136,34 @@ def evaluate_checkpoint(path: Path | None, items: int, seed: int = EVAL_SEED) ->
     builder = SequenceBuilder(loaded.tokenizer, loaded.special)
     utterances = [make_utterance("eval", i, seed) for i in range(items)]
     mels = [log_mel(speak(u, seed)) for u in utterances]
-    replies = [r for mode in EVAL_MODES
-               for r in answer_replies(loaded.model, builder, utterances, mels, mode)]
+    replies = [
+        r
+        for mode in EVAL_MODES
+        for r in answer_replies(loaded.model, builder, utterances, mels, mode)
+    ]
     # Named, not located: the report is committed, and paths differ between machines.
     name = "embedded default" if path is None else loaded.path.name
-    return {"checkpoint": name, "items": items, "seed": seed,
-            "accuracy": accuracy_report(replies),
-            "wrong": [_wrong(r) for r in replies if not r.correct]}
+    return {
+        "checkpoint": name,
+        "items": items,
+        "seed": seed,
+        "accuracy": accuracy_report(replies),
+        "wrong": [_wrong(r) for r in replies if not r.correct],
+    }
 
 
 def _wrong(reply: Reply) -> dict:
     u = reply.utterance
-    return {"mode": reply.mode, "said": u.text, "voice": u.voice, "rate_wpm": u.rate_wpm,
-            "pitch": u.pitch, "expected": u.problem.result, "reply": reply.text,
-            "kind": reply.kind}
+    return {
+        "mode": reply.mode,
+        "said": u.text,
+        "voice": u.voice,
+        "rate_wpm": u.rate_wpm,
+        "pitch": u.pitch,
+        "expected": u.problem.result,
+        "reply": reply.text,
+        "kind": reply.kind,
+    }
 
 
 def print_table(result: dict) -> None:
@@ -142,8 +172,10 @@ def print_table(result: dict) -> None:
     print(f"{'mode':<10} {'all':>7} " + " ".join(f"{k:>18}" for k in kinds))
     for mode in EVAL_MODES:
         cells = [accuracy.get(f"acc_{mode}/{k}") for k in kinds]
-        print(f"{mode:<10} {accuracy.get(f'acc_{mode}', 0):>7.1%} "
-              + " ".join(f"{c:>18.1%}" if c is not None else f"{'-':>18}" for c in cells))
+        print(
+            f"{mode:<10} {accuracy.get(f'acc_{mode}', 0):>7.1%} "
+            + " ".join(f"{c:>18.1%}" if c is not None else f"{'-':>18}" for c in cells)
+        )
     if "heard_think" in accuracy:
         print(f"reasoning names the question right (think): {accuracy['heard_think']:.1%}")
     print(f"{result['items']} held-out questions per mode; {len(result['wrong'])} wrong replies")
@@ -151,8 +183,12 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None,
-                        help="checkpoint directory (default: the embedded model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="checkpoint directory (default: the embedded model)",
+    )
     parser.add_argument("--items", type=int, default=300, help="questions per mode")
     parser.add_argument("--seed", type=int, default=EVAL_SEED)
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)

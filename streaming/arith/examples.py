@@ -72,8 +72,14 @@ class SequenceBuilder:
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(self.prompts.encode(text))
 
-    def prompt_ids(self, turn: Turn, history: Sequence[Turn] = (), system: str | None = None,
-                   mode: str = "think", cut: int | None = None) -> tuple[list[int], list[int]]:
+    def prompt_ids(
+        self,
+        turn: Turn,
+        history: Sequence[Turn] = (),
+        system: str | None = None,
+        mode: str = "think",
+        cut: int | None = None,
+    ) -> tuple[list[int], list[int]]:
         """(context ids up to where the model starts writing, clips in order)."""
         messages = [Message("system", system)] if system else []
         clips = []
@@ -104,11 +110,14 @@ class SequenceBuilder:
         answer = [*self.encode(turn.answer), self.special.eot]
         if mode != "think":
             return answer
-        return [*self.encode(turn.reasoning + "\n"), self.special.think_end,
-                *self.encode("\n"), *answer]
+        return [
+            *self.encode(turn.reasoning + "\n"),
+            self.special.think_end,
+            *self.encode("\n"),
+            *answer,
+        ]
 
-    def samples(self, turn: Turn, others: Sequence[Turn], rng: np.random.Generator
-                ) -> list[Sample]:
+    def samples(self, turn: Turn, others: Sequence[Turn], rng: np.random.Generator) -> list[Sample]:
         """Training sequences for `turn`, with random system prompts and history.
 
         Typed: one sequence in a random mode. Spoken: two sequences that share the clip's
@@ -119,23 +128,31 @@ class SequenceBuilder:
             typed = dataclasses.replace(turn, spoken=False)
             return [self.sample(typed, others, rng, MODES[rng.choice(3, p=MODE_WEIGHTS)])]
         answer_only = MODES[1 + rng.choice(2, p=ANSWER_ONLY_WEIGHTS)]
-        return [self.sample(turn, others, rng, "think"),
-                self.sample(turn, others, rng, answer_only)]
+        return [
+            self.sample(turn, others, rng, "think"),
+            self.sample(turn, others, rng, answer_only),
+        ]
 
-    def sample(self, turn: Turn, others: Sequence[Turn], rng: np.random.Generator,
-               mode: str) -> Sample:
+    def sample(
+        self, turn: Turn, others: Sequence[Turn], rng: np.random.Generator, mode: str
+    ) -> Sample:
         """One training sequence for `turn` in `mode` (a random cut for `partial`)."""
         cut = None
         if mode == "partial":
             cut = int(rng.integers(0, len(self.encode(turn.reasoning)) + 1))
-        system = (SYSTEM_PROMPTS[rng.integers(len(SYSTEM_PROMPTS))]
-                  if rng.random() < SYSTEM_PROBABILITY else None)
-        history = ([others[rng.integers(len(others))]]
-                   if others and rng.random() < HISTORY_PROBABILITY else [])
+        system = (
+            SYSTEM_PROMPTS[rng.integers(len(SYSTEM_PROMPTS))]
+            if rng.random() < SYSTEM_PROBABILITY
+            else None
+        )
+        history = (
+            [others[rng.integers(len(others))]]
+            if others and rng.random() < HISTORY_PROBABILITY
+            else []
+        )
         context, clips = self.prompt_ids(turn, history, system, mode, cut)
         target = self.target_ids(turn, mode)
-        return Sample(ids=context + target, labels=[IGNORE] * len(context) + target,
-                      clips=clips)
+        return Sample(ids=context + target, labels=[IGNORE] * len(context) + target, clips=clips)
 
 
 def _placeholder(mel_frames: int) -> torch.Tensor:

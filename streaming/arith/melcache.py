@@ -54,7 +54,8 @@ class MelCache:
 
     def mel(self, i: int) -> torch.Tensor:
         return torch.from_numpy(
-            self.frames[self.offsets[i] : self.offsets[i + 1]].astype(np.float32).T)
+            self.frames[self.offsets[i] : self.offsets[i + 1]].astype(np.float32).T
+        )
 
     def length(self, i: int) -> int:
         return int(self.offsets[i + 1] - self.offsets[i])
@@ -62,24 +63,44 @@ class MelCache:
     def word_labels(self, i: int) -> torch.Tensor:
         """[audio_token_count(length(i))] word id per audio token (0: silence)."""
         return torch.from_numpy(
-            self.labels[self.label_offsets[i] : self.label_offsets[i + 1]].astype(np.int64))
+            self.labels[self.label_offsets[i] : self.label_offsets[i + 1]].astype(np.int64)
+        )
 
 
-def load_or_build(work_dir: Path, split: str, count: int, seed: int = 0,
-                  workers: int | None = None, items_per_task: int = ITEMS_PER_TASK) -> MelCache:
+def load_or_build(
+    work_dir: Path,
+    split: str,
+    count: int,
+    seed: int = 0,
+    workers: int | None = None,
+    items_per_task: int = ITEMS_PER_TASK,
+) -> MelCache:
     """The cached log-mels of items 0..count-1 of `split`, built first if absent or stale."""
     base = work_dir / f"mels-{split}"
     header = {"split": split, "count": count, "seed": seed, "version": DATA_VERSION}
     header_file = base.with_suffix(".json")
     utterances = [make_utterance(split, i, seed) for i in range(count)]
-    files = {name: f"{base}-{name}.npy" for name in ("frames", "offsets", "labels",
-                                                       "label-offsets")}
+    files = {
+        name: f"{base}-{name}.npy" for name in ("frames", "offsets", "labels", "label-offsets")
+    }
     if header_file.is_file() and json.loads(header_file.read_text()) == header:
-        return MelCache(np.load(files["frames"], mmap_mode="r"), np.load(files["offsets"]),
-                        np.load(files["labels"]), np.load(files["label-offsets"]), utterances)
+        return MelCache(
+            np.load(files["frames"], mmap_mode="r"),
+            np.load(files["offsets"]),
+            np.load(files["labels"]),
+            np.load(files["label-offsets"]),
+            utterances,
+        )
     work_dir.mkdir(parents=True, exist_ok=True)
-    clips = list(tqdm(_compute(utterances, seed, workers, items_per_task), total=count,
-                      desc=f"mels {split}", unit="clip", mininterval=2))
+    clips = list(
+        tqdm(
+            _compute(utterances, seed, workers, items_per_task),
+            total=count,
+            desc=f"mels {split}",
+            unit="clip",
+            mininterval=2,
+        )
+    )
     arrays = {
         "frames": np.concatenate([m for m, _ in clips]).astype(np.float16),
         "offsets": np.cumsum([0] + [len(m) for m, _ in clips]).astype(np.int64),
@@ -89,19 +110,21 @@ def load_or_build(work_dir: Path, split: str, count: int, seed: int = 0,
     for name, array in arrays.items():
         np.save(files[name], array)
     header_file.write_text(json.dumps(header))
-    return MelCache(arrays["frames"], arrays["offsets"], arrays["labels"],
-                    arrays["label-offsets"], utterances)
+    return MelCache(
+        arrays["frames"], arrays["offsets"], arrays["labels"], arrays["label-offsets"], utterances
+    )
 
 
-def _compute(utterances: list[Utterance], seed: int, workers: int | None,
-             items_per_task: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _compute(
+    utterances: list[Utterance], seed: int, workers: int | None, items_per_task: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     workers = workers or os.cpu_count() or 1
-    tasks = [utterances[i : i + items_per_task]
-             for i in range(0, len(utterances), items_per_task)]
+    tasks = [utterances[i : i + items_per_task] for i in range(0, len(utterances), items_per_task)]
     # spawn, not fork, and one task per process: no espeak-ng state is inherited or carried.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, max_tasks_per_child=1
+    ) as pool:
         for clips in pool.map(_clips, tasks, [seed] * len(tasks)):
             yield from clips
 

@@ -32,15 +32,30 @@ from streaming.model.writer import (
 # The shipped model (2 M parameters): narrow, so that a CPU trains it in minutes. A 96-wide
 # encoder tells the few dozen words apart; a 128-wide decoder holds the ~1000 facts of the task.
 # n_audio_ctx stays 1500 (30 s clips), as the server's 25 s chunks need.
-ARITH = ModelSizes(hidden_size=128, intermediate_size=384, num_hidden_layers=3,
-                   num_attention_heads=4, num_key_value_heads=2,
-                   n_audio_state=96, n_audio_head=4, n_audio_layer=2,
-                   max_position_embeddings=4096)
+ARITH = ModelSizes(
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    n_audio_state=96,
+    n_audio_head=4,
+    n_audio_layer=2,
+    max_position_embeddings=4096,
+)
 # For tests: the same code path in seconds.
-TINY = ModelSizes(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=2, num_key_value_heads=1,
-                  n_audio_state=32, n_audio_head=2, n_audio_layer=1,
-                  n_audio_ctx=1500, max_position_embeddings=4096)
+TINY = ModelSizes(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    n_audio_state=32,
+    n_audio_head=2,
+    n_audio_layer=1,
+    n_audio_ctx=1500,
+    max_position_embeddings=4096,
+)
 SIZES = {"arith": ARITH, "tiny": TINY}
 
 
@@ -48,8 +63,7 @@ def model_config(sizes: ModelSizes, tokenizer: PreTrainedTokenizerBase) -> dict:
     """config.json's contents (StepFun's layout) for these sizes and this tokenizer."""
     vocab_size = -(-len(tokenizer) // VOCAB_ROUNDING) * VOCAB_ROUNDING
     eos = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
-    return StepAudio2Config.make_raw(_audio_config(sizes),
-                                     _text_config(sizes, vocab_size, eos))
+    return StepAudio2Config.make_raw(_audio_config(sizes), _text_config(sizes, vocab_size, eos))
 
 
 def build_model(raw_config: dict, seed: int) -> StepAudio2ForCausalLM:
@@ -72,9 +86,12 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> to
     return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
 
 
-def save_checkpoint(path: Path, model: StepAudio2ForCausalLM,
-                    tokenizer: PreTrainedTokenizerBase,
-                    dtype: torch.dtype = torch.bfloat16) -> Path:
+def save_checkpoint(
+    path: Path,
+    model: StepAudio2ForCausalLM,
+    tokenizer: PreTrainedTokenizerBase,
+    dtype: torch.dtype = torch.bfloat16,
+) -> Path:
     """config.json, model.safetensors, generation_config.json and tokenizer files in `path`.
 
     Written into a sibling directory first and swapped in, so a crash never leaves a half
@@ -85,8 +102,10 @@ def save_checkpoint(path: Path, model: StepAudio2ForCausalLM,
     staging.mkdir(parents=True)
     eos, eot = tokenizer.convert_tokens_to_ids([ENDOFTEXT, EOT])
     _write_json(staging / "config.json", model.config.raw)
-    _write_json(staging / GENERATION_CONFIG_FILE,
-                {"bos_token_id": eos, "eos_token_id": [eos, eot], "pad_token_id": eos})
+    _write_json(
+        staging / GENERATION_CONFIG_FILE,
+        {"bos_token_id": eos, "eos_token_id": [eos, eot], "pad_token_id": eos},
+    )
     write_tokenizer(tokenizer, staging)
     state = {name: p.detach().to(dtype).contiguous() for name, p in model.named_parameters()}
     save_file(state, str(staging / SINGLE_FILE), metadata={"format": "pt"})

@@ -19,8 +19,11 @@ from streaming.model.writer import build_tokenizer as build_writer_tokenizer
 
 BPE_VOCAB_SIZE = 512  # byte alphabet (256) plus merges; enough for every task word whole
 
-SYSTEM_PROMPTS = ("You are a helpful assistant.", "Answer the question.",
-                  "You are a voice assistant. Keep your answers short.")
+SYSTEM_PROMPTS = (
+    "You are a helpful assistant.",
+    "Answer the question.",
+    "You are a voice assistant. Keep your answers short.",
+)
 
 
 def task_corpus() -> list[str]:
@@ -35,8 +38,9 @@ def task_corpus() -> list[str]:
     return lines + ENGLISH_TEXT.splitlines()
 
 
-def build_tokenizer(corpus: list[str] | None = None,
-                    vocab_size: int = BPE_VOCAB_SIZE) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    corpus: list[str] | None = None, vocab_size: int = BPE_VOCAB_SIZE
+) -> PreTrainedTokenizerFast:
     """Byte-level BPE on `corpus` (default: `task_corpus()`) with StepFun's special tokens."""
     return build_writer_tokenizer(vocab_size, corpus if corpus is not None else task_corpus())
 

@@ -75,8 +75,14 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, work_dir: Path, workers: int | None = None,
-                 device: str = "cpu", cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        work_dir: Path,
+        workers: int | None = None,
+        device: str = "cpu",
+        cache_dir: Path | None = None,
+    ) -> None:
         self.config = config
         self.work_dir = work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -97,23 +103,27 @@ class Trainer:
         self.word_head = _word_head(self.model, config.seed).to(self.device)
         params = [*self.model.parameters(), *self.word_head.parameters()]
         # fused: one kernel for the whole update, several times faster than the default on CPU
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.98),
-                                           weight_decay=config.weight_decay, fused=True)
+        self.optimizer = torch.optim.AdamW(
+            params, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay, fused=True
+        )
         self.step = 0
         self._batches: tuple[int, list[np.ndarray]] = (-1, [])
 
     # -- state -----------------------------------------------------------------------------
     def save_state(self) -> None:
-        state = {"config": dataclasses.asdict(self.config), "step": self.step,
-                 "model": self.model.state_dict(), "word_head": self.word_head.state_dict(),
-                 "optimizer": self.optimizer.state_dict()}
+        state = {
+            "config": dataclasses.asdict(self.config),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "word_head": self.word_head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
         tmp = self.work_dir / (STATE_FILE + ".tmp")
         torch.save(state, tmp)
         tmp.replace(self.work_dir / STATE_FILE)
 
     def load_state(self) -> None:
-        state = torch.load(self.work_dir / STATE_FILE, weights_only=True,
-                           map_location=self.device)
+        state = torch.load(self.work_dir / STATE_FILE, weights_only=True, map_location=self.device)
         # Settings added since the state was saved count as their defaults.
         saved = {**dataclasses.asdict(TrainConfig()), **state["config"]}
         if saved != dataclasses.asdict(self.config):
@@ -131,22 +141,31 @@ class Trainer:
 
     def _epoch(self, epoch: int) -> list[np.ndarray]:
         if self._batches[0] != epoch:
-            self._batches = (epoch, epoch_batches(self.lengths, self.config.batch_size,
-                                                  self.config.seed, epoch))
+            self._batches = (
+                epoch,
+                epoch_batches(self.lengths, self.config.batch_size, self.config.seed, epoch),
+            )
         return self._batches[1]
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         rng = np.random.default_rng([self.config.seed, 13, step])
-        samples = [s for i in self.batch_at(step)
-                   for s in self.builder.samples(self.turns[i], self.turns, rng)]
+        samples = [
+            s
+            for i in self.batch_at(step)
+            for s in self.builder.samples(self.turns[i], self.turns, rng)
+        ]
         ids = pad_right([s.ids for s in samples], self.special.eos).to(self.device)
         labels = pad_right([s.labels for s in samples], IGNORE).to(self.device)
         spans = [c for s in samples for c in s.clips]
         clips = list(dict.fromkeys(spans))  # each clip encoded once
         position = {clip: i for i, clip in enumerate(clips)}
-        embeds, audio = embed_batch(self.model, ids, self.special.audio_patch,
-                                    [self.train.mel(c) for c in clips],
-                                    [position[c] for c in spans])
+        embeds, audio = embed_batch(
+            self.model,
+            ids,
+            self.special.audio_patch,
+            [self.train.mel(c) for c in clips],
+            [position[c] for c in spans],
+        )
         hidden = self.model.model(inputs_embeds=embeds).last_hidden_state
         targets = labels[:, 1:]
         scored = targets != IGNORE
@@ -171,8 +190,7 @@ class Trainer:
         end = config.steps if stop_at is None else min(stop_at, config.steps)
         self.model.train()
         start = time.perf_counter()
-        progress = tqdm(total=end, initial=self.step, desc="train", unit="step",
-                        mininterval=5)
+        progress = tqdm(total=end, initial=self.step, desc="train", unit="step", mininterval=5)
         with log_file.open("a", encoding="utf-8") as log:
             while self.step < end:
                 lr = lr_at(self.step, config)
@@ -188,8 +206,14 @@ class Trainer:
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss.item():.3f}")
                 if self.step % config.log_every == 0:
-                    _log(log, step=self.step, loss=loss.item(), lr=lr,
-                         elapsed_s=round(time.perf_counter() - start, 1), **parts)
+                    _log(
+                        log,
+                        step=self.step,
+                        loss=loss.item(),
+                        lr=lr,
+                        elapsed_s=round(time.perf_counter() - start, 1),
+                        **parts,
+                    )
                 if self.step % config.eval_every == 0 or self.step == config.steps:
                     accuracy = self.evaluate(config.eval_subset)
                     _log(log, step=self.step, **accuracy)
@@ -201,8 +225,9 @@ class Trainer:
     def evaluate(self, items: int) -> dict[str, float]:
         self.model.eval()
         try:
-            results = held_out_accuracy(self.model, self.builder, self.eval,
-                                        range(min(items, len(self.eval))))
+            results = held_out_accuracy(
+                self.model, self.builder, self.eval, range(min(items, len(self.eval)))
+            )
         finally:
             self.model.train()
         return accuracy_report(results)
@@ -210,8 +235,9 @@ class Trainer:
 
 def _turn(cache: MelCache, i: int) -> Turn:
     u = cache.utterances[i]
-    return Turn(clip=i, mel_frames=cache.length(i), reasoning=u.reasoning, answer=u.answer,
-                text=u.text)
+    return Turn(
+        clip=i, mel_frames=cache.length(i), reasoning=u.reasoning, answer=u.answer, text=u.text
+    )
 
 
 def _word_head(model: StepAudio2ForCausalLM, seed: int) -> nn.Linear:
@@ -238,25 +264,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default = getattr(defaults, field.name)
         kind = _boolean if isinstance(default, bool) else type(default)
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default)
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
-                        help="mel caches, training state and log (not in the repository)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where the log-mel caches live (default: the work directory)")
-    parser.add_argument("--out", type=Path, default=SHIPPED_CHECKPOINT,
-                        help="checkpoint directory to write")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes synthesising data (default: --threads)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=DEFAULT_WORK_DIR,
+        help="mel caches, training state and log (not in the repository)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where the log-mel caches live (default: the work directory)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=SHIPPED_CHECKPOINT, help="checkpoint directory to write"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes synthesising data (default: --threads)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the saved state")
-    parser.add_argument("--stop-at", type=int, default=None,
-                        help="stop at this step (state saved, checkpoint written); --resume "
-                             "goes on with the same schedule")
-    parser.add_argument("--prepare-only", action="store_true",
-                        help="synthesise the data and cache its log-mels, then stop")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch threads (and data workers)")
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        help="stop at this step (state saved, checkpoint written); --resume "
+        "goes on with the same schedule",
+    )
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="synthesise the data and cache its log-mels, then stop",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch threads (and data workers)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (the reference) or cuda")
-    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
-                        help="dtype of the written weights")
+    parser.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float32"],
+        default="bfloat16",
+        help="dtype of the written weights",
+    )
     return parser.parse_args(argv)
 
 
@@ -266,8 +314,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(config.seed)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, args.work_dir, workers=args.workers or args.threads,
-                      device=args.device, cache_dir=args.cache_dir)
+    trainer = Trainer(
+        config,
+        args.work_dir,
+        workers=args.workers or args.threads,
+        device=args.device,
+        cache_dir=args.cache_dir,
+    )
     if args.prepare_only:
         return
     log_file = args.work_dir / LOG_FILE

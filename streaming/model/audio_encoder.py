@@ -43,8 +43,9 @@ def encoder_output_lengths(valid_mel_lens: torch.Tensor) -> torch.Tensor:
     return (valid_mel_lens + 1) // 2 // 2
 
 
-def adaptor_output_lengths(encoder_lens: torch.Tensor, kernel_size: int = 3,
-                           stride: int = 2) -> torch.Tensor:
+def adaptor_output_lengths(
+    encoder_lens: torch.Tensor, kernel_size: int = 3, stride: int = 2
+) -> torch.Tensor:
     """Valid 12.5 Hz adaptor outputs for `encoder_lens` valid encoder frames (conv padding 1)."""
     return (encoder_lens + 2 * 1 - kernel_size) // stride + 1
 
@@ -110,8 +111,9 @@ class AudioEncoder(nn.Module):
         self.avg_pooler = nn.AvgPool1d(2, stride=2)
         self.after_norm = nn.LayerNorm(n_state)
 
-    def forward(self, mels: torch.Tensor, valid_mel_lens: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, mels: torch.Tensor, valid_mel_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """mels: [batch, n_mels, T]; valid_mel_lens: [batch] (frames minus 2, StepFun's wav_lens).
 
         Returns ([batch, ceil(T/2)//2, n_state], valid encoder lengths [batch]).
@@ -132,8 +134,7 @@ class AudioEncoder(nn.Module):
         return self.after_norm(x), encoder_output_lengths(valid_mel_lens)
 
     @staticmethod
-    def _padding_bias(valid_mel_lens: torch.Tensor, total: int, dtype: torch.dtype
-                      ) -> torch.Tensor:
+    def _padding_bias(valid_mel_lens: torch.Tensor, total: int, dtype: torch.dtype) -> torch.Tensor:
         """[batch, 1, 1, ceil(T/2)] bias that hides conv2 outputs past each clip's valid frames.
 
         StepFun samples the 100 Hz validity mask at frames (T + 1) % 2, +2, ... for the 50 Hz grid.
@@ -157,14 +158,16 @@ class Adaptor(nn.Module):
         n_state = config.n_audio_state
         self.kernel_size = config.kernel_size
         self.stride = config.adapter_stride
-        self.conv = nn.Conv1d(n_state, n_state, config.kernel_size, config.adapter_stride,
-                              padding=1)
+        self.conv = nn.Conv1d(
+            n_state, n_state, config.kernel_size, config.adapter_stride, padding=1
+        )
         self.linear1 = nn.Linear(n_state, ADAPTER_HIDDEN)
         self.relu = nn.ReLU()
         self.linear2 = nn.Linear(ADAPTER_HIDDEN, config.llm_dim)
 
-    def forward(self, x: torch.Tensor, encoder_lens: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, encoder_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ([batch, T', llm_dim], valid output lengths [batch])."""
         x = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
         x = self.linear2(self.relu(self.linear1(x)))

@@ -40,8 +40,9 @@ class LoadedModel:
     path: Path
 
 
-def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.bfloat16,
-                    device: torch.device | str = "cpu") -> LoadedModel:
+def load_checkpoint(
+    path: str | Path, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu"
+) -> LoadedModel:
     """Load model (eval mode, no grad), tokenizer and special token ids from a directory."""
     path = Path(path)
     if not path.is_dir():
@@ -59,8 +60,7 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.bfloat16,
     load_weights(model, path, dtype=dtype, device=torch.device(device))
     model.reset_rotary()
     model.eval().requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, special=special, config=config,
-                       path=path)
+    return LoadedModel(model=model, tokenizer=tokenizer, special=special, config=config, path=path)
 
 
 def load_weights(model: nn.Module, path: Path, dtype: torch.dtype, device: torch.device) -> None:
@@ -69,8 +69,10 @@ def load_weights(model: nn.Module, path: Path, dtype: torch.dtype, device: torch
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     check_names(expected, set(shards))
     with ExitStack() as stack:
-        opened = {file: stack.enter_context(safe_open(str(path / file), framework="pt"))
-                  for file in set(shards.values())}
+        opened = {
+            file: stack.enter_context(safe_open(str(path / file), framework="pt"))
+            for file in set(shards.values())
+        }
         held = {file: set(f.keys()) for file, f in opened.items()}
         for name, file in shards.items():
             if name not in held[file]:

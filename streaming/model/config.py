@@ -63,8 +63,14 @@ class AudioEncoderConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AudioEncoderConfig:
-        required = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
-                    "llm_dim")
+        required = (
+            "n_mels",
+            "n_audio_ctx",
+            "n_audio_state",
+            "n_audio_head",
+            "n_audio_layer",
+            "llm_dim",
+        )
         missing = [name for name in required if name not in raw]
         if missing:
             raise CheckpointError(f"audio_encoder_config lacks {missing}")
@@ -85,6 +91,19 @@ class StepAudio2Config:
     audio: AudioEncoderConfig
     text: Qwen2Config
     raw: dict[str, Any]
+
+    @property
+    def max_history_turns(self) -> int | None:
+        """Our extension key `max_history_turns`: the most earlier user turns the model was
+        trained to hold in its context (the embedded model states it); None where the checkpoint
+        does not say (StepFun's), and only its context length limits the history."""
+        value = self.raw.get("max_history_turns")
+        return None if value is None else int(value)
+
+    @property
+    def context_tokens(self) -> int:
+        """The longest context the decoder was built for (`max_position_embeddings`)."""
+        return int(self.text.max_position_embeddings)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> StepAudio2Config:

@@ -43,8 +43,9 @@ def split_chunks(wave: torch.Tensor | np.ndarray) -> list[torch.Tensor]:
     return list(torch.split(wave, CHUNK_SAMPLES))
 
 
-def log_mel(wave: torch.Tensor | np.ndarray, n_mels: int = N_MELS,
-            device: torch.device | str | None = None) -> torch.Tensor:
+def log_mel(
+    wave: torch.Tensor | np.ndarray, n_mels: int = N_MELS, device: torch.device | str | None = None
+) -> torch.Tensor:
     """[n_mels, (n + 479) // 160] float32 log-mel of a 1-D 16 kHz waveform in [-1, 1]."""
     wave = torch.as_tensor(wave)
     if wave.dim() != 1:
@@ -61,8 +62,9 @@ def log_mel(wave: torch.Tensor | np.ndarray, n_mels: int = N_MELS,
     return ((log_spec + 4.0) / 4.0).float()
 
 
-def mel_filters(n_mels: int, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def mel_filters(
+    n_mels: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """[n_mels, n_fft // 2 + 1] slaney mel filterbank for 16 kHz, n_fft 400."""
     return _mel_filters_cpu(n_mels).to(dtype).to(device)  # cast first: MPS has no float64
 

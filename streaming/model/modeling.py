@@ -56,8 +56,10 @@ class StepAudio2ForCausalLM(nn.Module):
 
         n_tokens of each chunk is `audio_token_count(mel frames)`: one row per `<audio_patch>`.
         """
-        mels = [log_mel(chunk, self.config.audio.n_mels, self.device)
-                for chunk in split_chunks(wave_16k)]
+        mels = [
+            log_mel(chunk, self.config.audio.n_mels, self.device)
+            for chunk in split_chunks(wave_16k)
+        ]
         return self.encode_mels(mels)
 
     @torch.inference_mode()
@@ -68,8 +70,9 @@ class StepAudio2ForCausalLM(nn.Module):
             return []
         lengths = torch.tensor([m.shape[-1] for m in mels], device=self.device)
         frames = max(int(lengths.max()), MIN_BATCH_FRAMES)
-        batch = torch.zeros(len(mels), mels[0].shape[0], frames,
-                            device=self.device, dtype=self.dtype)
+        batch = torch.zeros(
+            len(mels), mels[0].shape[0], frames, device=self.device, dtype=self.dtype
+        )
         for row, mel in zip(batch, mels, strict=True):
             row[:, : mel.shape[-1]] = mel
         states, encoder_lens = self.encoder(batch, lengths - MEL_END_FRAMES)

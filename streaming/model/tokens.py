@@ -25,6 +25,8 @@ THINK = "<think>"
 THINK_END = "</think>"
 TTS_START = "<tts_start>"
 TTS_END = "<tts_end>"
+TOOL_CALL = "<tool_call>"
+TOOL_CALL_END = "</tool_call>"
 GENERATION_CONFIG_FILE = "generation_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -40,7 +42,8 @@ class SpecialTokens:
     `think`/`think_end` are None where the tokenizer has no single token for `<think>` /
     `</think>` (StepFun's R1 tokenizer may spell them in pieces: its own reasoning specials are
     `<|THINK_START|>`/`<|THINK_END|>`); the tags are then plain text to the prompt builder and
-    to the reasoning parser. `tts_start`/`tts_end` are None where a tokenizer lacks them.
+    to the reasoning parser. `tts_start`/`tts_end` and `tool_call`/`tool_call_end` (Qwen2's
+    `<tool_call>`/`</tool_call>`) are None where a tokenizer lacks them, and likewise text.
     """
 
     bot: int
@@ -54,10 +57,13 @@ class SpecialTokens:
     stop_ids: tuple[int, ...]
     tts_start: int | None = None
     tts_end: int | None = None
+    tool_call: int | None = None
+    tool_call_end: int | None = None
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: PreTrainedTokenizerBase,
-                       generation_eos: list[int] | None = None) -> SpecialTokens:
+    def from_tokenizer(
+        cls, tokenizer: PreTrainedTokenizerBase, generation_eos: list[int] | None = None
+    ) -> SpecialTokens:
         """Look up every special token; `generation_eos` is generation_config's eos_token_id."""
         vocab = tokenizer.get_vocab()
         missing = [token for token in REQUIRED_TOKENS if token not in vocab]
@@ -84,11 +90,12 @@ class SpecialTokens:
             stop_ids=stop_ids,
             tts_start=vocab.get(TTS_START),
             tts_end=vocab.get(TTS_END),
+            tool_call=vocab.get(TOOL_CALL),
+            tool_call_end=vocab.get(TOOL_CALL_END),
         )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, tokenizer: PreTrainedTokenizerBase
-                        ) -> SpecialTokens:
+    def from_checkpoint(cls, path: str | Path, tokenizer: PreTrainedTokenizerBase) -> SpecialTokens:
         return cls.from_tokenizer(tokenizer, read_generation_eos(path))
 
 
@@ -100,8 +107,9 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     try:
         # An empty config stops AutoTokenizer reading config.json, whose model_type
         # (step_audio_2) transformers does not know; tokenizer_config.json names the class.
-        return AutoTokenizer.from_pretrained(str(path), config=PretrainedConfig(),
-                                             trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(
+            str(path), config=PretrainedConfig(), trust_remote_code=False
+        )
     except (OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"cannot load the tokenizer from {path}: {error}") from error
 

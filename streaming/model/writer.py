@@ -107,18 +107,37 @@ class ModelSizes:
     max_position_embeddings: int = 16384
 
 
-TINY = ModelSizes(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2,
-                  n_audio_state=64, n_audio_head=4, n_audio_layer=2)
-BENCH50M = ModelSizes(hidden_size=512, intermediate_size=1536, num_hidden_layers=14,
-                      num_attention_heads=8, num_key_value_heads=2,
-                      n_audio_state=256, n_audio_head=4, n_audio_layer=4)
+TINY = ModelSizes(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    n_audio_state=64,
+    n_audio_head=4,
+    n_audio_layer=2,
+)
+BENCH50M = ModelSizes(
+    hidden_size=512,
+    intermediate_size=1536,
+    num_hidden_layers=14,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    n_audio_state=256,
+    n_audio_head=4,
+    n_audio_layer=4,
+)
 PRESETS = {"tiny": TINY, "bench50m": BENCH50M}
 
 
-def write_checkpoint(path: str | Path, sizes: ModelSizes | str = TINY, *, seed: int = 0,
-                     shard_size: int = DEFAULT_SHARD_BYTES,
-                     dtype: torch.dtype = torch.bfloat16) -> Path:
+def write_checkpoint(
+    path: str | Path,
+    sizes: ModelSizes | str = TINY,
+    *,
+    seed: int = 0,
+    shard_size: int = DEFAULT_SHARD_BYTES,
+    dtype: torch.dtype = torch.bfloat16,
+) -> Path:
     """Write a random-weight checkpoint into directory `path` (created); returns the path.
 
     `shard_size` is the most bytes per safetensors shard (a tensor larger than it gets a shard
@@ -133,9 +152,14 @@ def write_checkpoint(path: str | Path, sizes: ModelSizes | str = TINY, *, seed: 
     eos, eot = vocab[ENDOFTEXT], vocab[EOT]
     raw = StepAudio2Config.make_raw(audio_config(sizes), text_config(sizes, vocab_size, eos))
     _write_json(path / "config.json", raw)
-    _write_json(path / GENERATION_CONFIG_FILE, {
-        "bos_token_id": eos, "eos_token_id": [eos, eot], "pad_token_id": eos,
-    })
+    _write_json(
+        path / GENERATION_CONFIG_FILE,
+        {
+            "bos_token_id": eos,
+            "eos_token_id": [eos, eot],
+            "pad_token_id": eos,
+        },
+    )
     save_tokenizer(tokenizer, path)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -156,27 +180,36 @@ def parameter_count(sizes: ModelSizes | str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_tokenizer(bpe_vocab_size: int, corpus: list[str] | None = None
-                    ) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    bpe_vocab_size: int, corpus: list[str] | None = None
+) -> PreTrainedTokenizerFast:
     """A Qwen2-style byte-level BPE trained on `corpus` (default: ENGLISH_TEXT's lines), with
     StepFun's special tokens after the learned vocabulary, in the real relative order."""
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=bpe_vocab_size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=bpe_vocab_size,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(corpus if corpus is not None else ENGLISH_TEXT.splitlines(), trainer)
-    bpe.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t in SPECIAL_TOKENS])
+    bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     bpe.add_tokens([AddedToken(t, special=False, normalized=False) for t in REASONING_TOKENS])
     bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in AUDIO_TOKENS])
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=ENDOFTEXT,
-                                   pad_token=ENDOFTEXT, clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token=ENDOFTEXT,
+        pad_token=ENDOFTEXT,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
@@ -185,12 +218,23 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
     tokenizer.backend_tokenizer.model.save(str(path))  # vocab.json, merges.txt
     config_file = path / "tokenizer_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    config.update(tokenizer_class="Qwen2Tokenizer", bos_token=None, errors="replace",
-                  model_max_length=131072, split_special_tokens=False, add_prefix_space=False)
+    config.update(
+        tokenizer_class="Qwen2Tokenizer",
+        bos_token=None,
+        errors="replace",
+        model_max_length=131072,
+        split_special_tokens=False,
+        add_prefix_space=False,
+    )
     config["added_tokens_decoder"] = {
-        str(token_id): {"content": token.content, "lstrip": token.lstrip,
-                        "normalized": token.normalized, "rstrip": token.rstrip,
-                        "single_word": token.single_word, "special": token.special}
+        str(token_id): {
+            "content": token.content,
+            "lstrip": token.lstrip,
+            "normalized": token.normalized,
+            "rstrip": token.rstrip,
+            "single_word": token.single_word,
+            "special": token.special,
+        }
         for token_id, token in sorted(tokenizer.added_tokens_decoder.items())
     }
     _write_json(config_file, config)
@@ -202,9 +246,14 @@ def padded_vocab_size(n_tokens: int) -> int:
 
 
 def audio_config(sizes: ModelSizes) -> AudioEncoderConfig:
-    return AudioEncoderConfig(n_mels=sizes.n_mels, n_audio_ctx=sizes.n_audio_ctx,
-                              n_audio_state=sizes.n_audio_state, n_audio_head=sizes.n_audio_head,
-                              n_audio_layer=sizes.n_audio_layer, llm_dim=sizes.hidden_size)
+    return AudioEncoderConfig(
+        n_mels=sizes.n_mels,
+        n_audio_ctx=sizes.n_audio_ctx,
+        n_audio_state=sizes.n_audio_state,
+        n_audio_head=sizes.n_audio_head,
+        n_audio_layer=sizes.n_audio_layer,
+        llm_dim=sizes.hidden_size,
+    )
 
 
 def text_config(sizes: ModelSizes, vocab_size: int, eos: int) -> dict:
@@ -256,6 +305,16 @@ def _write_json(file: Path, data: dict) -> None:
     file.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-__all__ = ["BENCH50M", "PRESETS", "TINY", "ModelSizes", "audio_config", "build_tokenizer",
-           "padded_vocab_size", "parameter_count", "save_tokenizer", "text_config",
-           "write_checkpoint"]
+__all__ = [
+    "BENCH50M",
+    "PRESETS",
+    "TINY",
+    "ModelSizes",
+    "audio_config",
+    "build_tokenizer",
+    "padded_vocab_size",
+    "parameter_count",
+    "save_tokenizer",
+    "text_config",
+    "write_checkpoint",
+]

@@ -14,9 +14,26 @@ SMOKE_RUN_LIMIT_S = 300  # the run takes well under a minute; this only stops a 
 def test_quick_run_reports_every_requested_mode_against_the_baseline(tmp_path):
     out = tmp_path / "modes.json"
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.modes", "--quick", "--size", "tiny", "--dtype",
-         "float32", "--modes", "no_think", "--reasoning-tokens", "16", "--out", str(out)],
-        cwd=REPOSITORY, check=True, capture_output=True, timeout=SMOKE_RUN_LIMIT_S,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.modes",
+            "--quick",
+            "--size",
+            "tiny",
+            "--dtype",
+            "float32",
+            "--modes",
+            "no_think",
+            "--reasoning-tokens",
+            "16",
+            "--out",
+            str(out),
+        ],
+        cwd=REPOSITORY,
+        check=True,
+        capture_output=True,
+        timeout=SMOKE_RUN_LIMIT_S,
     )
     report = json.loads(out.read_text())
     assert report["config"]["speculation_ceiling_s"] == 0.45  # 60 ms trigger, 510 ms window
@@ -29,7 +46,8 @@ def test_quick_run_reports_every_requested_mode_against_the_baseline(tmp_path):
         assert no_think["reasoning_tokens_mean"] == 0
         assert 0 < baseline["reasoning_tokens_mean"] <= 16
         assert {"encode", "prefill", "first_answer_token", "first_tts_chunk", "server"} <= set(
-            no_think["server_stage_mean_s"])
+            no_think["server_stage_mean_s"]
+        )
         assert "first_reasoning_token" not in no_think["server_stage_mean_s"]
     savings = report["speculation_savings"]
     assert set(savings) == {"think_then_speak", "no_think"}

@@ -42,8 +42,9 @@ async def test_beta_protocol_and_key_in_subprotocol(
 ) -> None:
     """A browser-style client: the key as a subprotocol; beta event names come back."""
     seen: set[str] = set()
-    async with RealtimeClient(running_server.url, api_key=API_KEY, beta=True,
-                              key_in_subprotocol=True) as client:
+    async with RealtimeClient(
+        running_server.url, api_key=API_KEY, beta=True, key_in_subprotocol=True
+    ) as client:
         reply = await client.ask(question, realtime=False, on_event=lambda e: seen.add(e.type))
     assert reply.transcript == DEFAULT_REPLY and reply.audio_seconds > 1.0
     assert "response.audio.delta" in seen and "response.output_audio.delta" not in seen

@@ -103,8 +103,13 @@ async def test_speech_during_a_reply_stops_playback_and_truncates(
     player = SimulatedPlayer()
     async with RealtimeClient(running_server.url, api_key=API_KEY) as client:
         await asyncio.wait_for(
-            converse(client, user(), player, observe,
-                     until=lambda event: isinstance(event, ItemTruncated)),
+            converse(
+                client,
+                user(),
+                player,
+                observe,
+                until=lambda event: isinstance(event, ItemTruncated),
+            ),
             EVENT_TIMEOUT_S,
         )
     gate.set()

@@ -40,8 +40,14 @@ async def run_cli(*args: str, url: str, key: str | None, cwd: Path) -> Finished:
     if key is not None:
         env["STEP_REALTIME_API_KEY"] = key
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "step_realtime_client", *args,
-        cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "step_realtime_client",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT_S)
     assert process.returncode is not None
@@ -51,8 +57,15 @@ async def run_cli(*args: str, url: str, key: str | None, cwd: Path) -> Finished:
 async def test_ask_prints_reasoning_and_answer_and_saves_the_reply(
     running_server: RunningServer, question_wav: Path, tmp_path: Path
 ) -> None:
-    done = await run_cli("ask", str(question_wav), "-o", "answer.wav",
-                         url=running_server.url, key=API_KEY, cwd=tmp_path)
+    done = await run_cli(
+        "ask",
+        str(question_wav),
+        "-o",
+        "answer.wav",
+        url=running_server.url,
+        key=API_KEY,
+        cwd=tmp_path,
+    )
     assert done.code == 0, done.err
     assert f"reasoning: {DEFAULT_REASONING}" in done.out
     assert f"answer: {DEFAULT_REPLY}" in done.out
@@ -64,8 +77,9 @@ async def test_ask_prints_reasoning_and_answer_and_saves_the_reply(
 async def test_a_bad_key_gives_a_clear_error_and_no_traceback(
     running_server: RunningServer, question_wav: Path, tmp_path: Path
 ) -> None:
-    done = await run_cli("ask", str(question_wav), url=running_server.url, key="sk-wrong",
-                         cwd=tmp_path)
+    done = await run_cli(
+        "ask", str(question_wav), url=running_server.url, key="sk-wrong", cwd=tmp_path
+    )
     assert done.code == 3
     assert "refused the credentials" in done.err and "STEP_REALTIME_API_KEY" in done.err
     assert "Traceback" not in done.err + done.out
@@ -77,8 +91,9 @@ async def test_a_missing_file_and_an_unreachable_server_are_plain_errors(
 ) -> None:
     missing = await run_cli("ask", "nope.wav", url=running_server.url, key=API_KEY, cwd=tmp_path)
     closed_port = running_server.url.rsplit(":", 1)[0] + ":9/v1/realtime"  # discard: refused
-    unreachable = await run_cli("ask", str(question_wav), url=closed_port, key=API_KEY,
-                                cwd=tmp_path)
+    unreachable = await run_cli(
+        "ask", str(question_wav), url=closed_port, key=API_KEY, cwd=tmp_path
+    )
     for done in (missing, unreachable):
         assert done.code == 1 and "Traceback" not in done.err
     assert "no such audio file" in missing.err
@@ -88,8 +103,9 @@ async def test_a_missing_file_and_an_unreachable_server_are_plain_errors(
 async def test_events_dumps_every_event_as_a_json_line(
     running_server: RunningServer, question_wav: Path, tmp_path: Path
 ) -> None:
-    done = await run_cli("events", str(question_wav), "--fast", url=running_server.url,
-                         key=API_KEY, cwd=tmp_path)
+    done = await run_cli(
+        "events", str(question_wav), "--fast", url=running_server.url, key=API_KEY, cwd=tmp_path
+    )
     assert done.code == 0, done.err
     events = [json.loads(line) for line in done.out.splitlines()]
     types = [event["type"] for event in events]

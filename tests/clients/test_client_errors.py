@@ -38,8 +38,9 @@ async def test_a_full_server_refuses_with_try_again_later() -> None:
 
 
 async def test_a_bad_session_update_names_the_field(running_server: RunningServer) -> None:
-    client = RealtimeClient(running_server.url, api_key=API_KEY,
-                            session={"audio": {"output": {"voice": "nobody"}}})
+    client = RealtimeClient(
+        running_server.url, api_key=API_KEY, session={"audio": {"output": {"voice": "nobody"}}}
+    )
     with pytest.raises(ServerError, match="nobody") as raised:
         await client.connect()
     assert raised.value.event.code == "invalid_value"

@@ -25,9 +25,15 @@ from tests.clients.harness import spoken
 @pytest.mark.parametrize("name", ["response.output_audio.delta", "response.audio.delta"])
 def test_audio_deltas_parse_under_ga_and_beta_names(name: str) -> None:
     pcm = np.array([0, 1000, -1000, 32767], dtype=np.int16)
-    data = {"type": name, "event_id": "e1", "response_id": "r1", "item_id": "i1",
-            "output_index": 0, "content_index": 0,
-            "delta": base64.b64encode(pcm.tobytes()).decode()}
+    data = {
+        "type": name,
+        "event_id": "e1",
+        "response_id": "r1",
+        "item_id": "i1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": base64.b64encode(pcm.tobytes()).decode(),
+    }
     event = parse_event(data)
     assert isinstance(event, AudioDelta) and event.type == name
     assert event.response_id == "r1" and event.item_id == "i1"
@@ -43,14 +49,26 @@ def test_text_events_and_their_kinds() -> None:
 
 
 def test_response_done_error_and_unknown_events() -> None:
-    done = parse_event({"type": "response.done", "response": {
-        "id": "r", "status": "cancelled", "status_details": {"reason": "turn_detected"},
-        "stage_seconds": {"prefill": 0.1}}})
+    done = parse_event(
+        {
+            "type": "response.done",
+            "response": {
+                "id": "r",
+                "status": "cancelled",
+                "status_details": {"reason": "turn_detected"},
+                "stage_seconds": {"prefill": 0.1},
+            },
+        }
+    )
     assert isinstance(done, ResponseDone)
-    assert (done.response_id, done.status, done.stage_seconds) == ("r", "cancelled",
-                                                                   {"prefill": 0.1})
-    error = parse_event({"type": "error", "error": {"code": "invalid_json", "message": "bad",
-                                                    "event_id": "c7"}})
+    assert (done.response_id, done.status, done.stage_seconds) == (
+        "r",
+        "cancelled",
+        {"prefill": 0.1},
+    )
+    error = parse_event(
+        {"type": "error", "error": {"code": "invalid_json", "message": "bad", "event_id": "c7"}}
+    )
     assert isinstance(error, ErrorEvent)
     assert (error.code, error.client_event_id) == ("invalid_json", "c7")
     other = parse_event({"type": "rate_limits.updated", "rate_limits": []})

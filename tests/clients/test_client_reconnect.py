@@ -117,8 +117,9 @@ async def test_reconnection_gives_up_after_its_attempts(
     relay_url: tuple[str, Relay], running_server: RunningServer
 ) -> None:
     url, relay = relay_url
-    async with RealtimeClient(url, api_key=API_KEY,
-                              backoff=Backoff(attempts=2, base_s=0.01, max_s=0.02)) as client:
+    async with RealtimeClient(
+        url, api_key=API_KEY, backoff=Backoff(attempts=2, base_s=0.01, max_s=0.02)
+    ) as client:
         await relay.stop()  # the relay is gone: every attempt is refused
         with pytest.raises(ConnectionLost, match="2 reconnection attempts failed"):
             while True:

@@ -35,7 +35,11 @@ MODEL_REASONING_TOKENS = 12
 async def model_responder(tiny_checkpoint: Path) -> AsyncIterator[Responder]:
     """The real model side: the tiny checkpoint through the torch engine and espeak-ng."""
     responder = load_responder(
-        tiny_checkpoint, device="cpu", dtype="float32", max_sequences=16, max_seq_len=1024,
+        tiny_checkpoint,
+        device="cpu",
+        dtype="float32",
+        max_sequences=16,
+        max_seq_len=1024,
         settings=ResponderSettings(
             max_output_tokens=MODEL_REPLY_TOKENS,
             schedule=ScheduleSettings(reasoning_budget=MODEL_REASONING_TOKENS),

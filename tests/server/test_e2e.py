@@ -137,8 +137,13 @@ async def test_beta_client_over_raw_websockets(make_server) -> None:
 
 async def test_barge_in_cancels_and_history_keeps_the_played_part(tiny_checkpoint) -> None:
     # A long reply (many tokens), so that it is still being produced when the user speaks.
-    responder = load_responder(tiny_checkpoint, device="cpu", dtype="float32", max_seq_len=2048,
-                               settings=ResponderSettings(max_output_tokens=1500))
+    responder = load_responder(
+        tiny_checkpoint,
+        device="cpu",
+        dtype="float32",
+        max_seq_len=2048,
+        settings=ResponderSettings(max_output_tokens=1500),
+    )
     try:
         await _barge_in(responder)
     finally:
@@ -161,16 +166,27 @@ async def _barge_in(responder) -> None:  # noqa: ANN001
             done = events[-1]["response"]
             assert done["status"] == "cancelled"
             item_id = done["output"][0]["id"]
-            full = "".join(e["delta"] for e in events
-                           if e["type"] == "response.output_audio_transcript.delta")
-            sent_ms = sum(len(base64.b64decode(e["delta"])) // 48 for e in events
-                          if e["type"] == "response.output_audio.delta")
+            full = "".join(
+                e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"
+            )
+            sent_ms = sum(
+                len(base64.b64decode(e["delta"])) // 48
+                for e in events
+                if e["type"] == "response.output_audio.delta"
+            )
             played_ms = sent_ms // 2  # the client had played half of what it received
-            await ws.send(json.dumps({"type": "conversation.item.truncate", "item_id": item_id,
-                                      "content_index": 0, "audio_end_ms": played_ms}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "conversation.item.truncate",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "audio_end_ms": played_ms,
+                    }
+                )
+            )
             await recv_until(ws, "conversation.item.truncated")
-            await ws.send(json.dumps({"type": "conversation.item.retrieve",
-                                      "item_id": item_id}))
+            await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": item_id}))
             item = (await recv_until(ws, "conversation.item.retrieved"))[-1]["item"]
             kept = item["content"][0]["transcript"]
             assert full.startswith(kept.rstrip()) and len(kept) < len(full)
@@ -197,8 +213,9 @@ async def test_concurrent_sessions_complete_their_turns(make_server) -> None:
             text = (await http.get(f"http://{address}/metrics")).text
     assert len({r["id"] for r in responses}) == CONCURRENT_SESSIONS
     samples = metric_samples(text)
-    finished = sum(value for (name, labels), value in samples.items()
-                   if name == "realtime_responses_total")
+    finished = sum(
+        value for (name, labels), value in samples.items() if name == "realtime_responses_total"
+    )
     assert finished == CONCURRENT_SESSIONS
     assert samples[("realtime_sessions_total", ())] == CONCURRENT_SESSIONS
     latency = samples[("realtime_first_audio_latency_seconds_count", (("mode", "think_first"),))]

@@ -51,8 +51,13 @@ def conversation_ids(builder: PromptBuilder, reply: Reply) -> list[int]:
 def target_ids(builder: PromptBuilder, reply: Reply) -> list[int]:
     """What greedy decoding must write after the generation prompt."""
     special = builder.special
-    return [*builder.encode(reply.reasoning + "\n"), special.think_end, *builder.encode("\n"),
-            *builder.encode(reply.answer), special.eot]
+    return [
+        *builder.encode(reply.reasoning + "\n"),
+        special.think_end,
+        *builder.encode("\n"),
+        *builder.encode(reply.answer),
+        special.eot,
+    ]
 
 
 def _examples(builder: PromptBuilder) -> list[tuple[list[int], int]]:
@@ -100,8 +105,13 @@ def overfit(checkpoint: Path, steps: int = TRAIN_STEPS) -> LoadedModel:
     return loaded
 
 
-def _train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
-           labels: torch.Tensor, steps: int) -> None:
+def _train(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+) -> None:
     for _ in range(steps):
         logits = model(model.embed_tokens(inputs))
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())

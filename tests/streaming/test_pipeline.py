@@ -43,8 +43,13 @@ from tts.base import AudioChunk, SpeechStream, TTSBackend
 LONG = REPLIES[0]
 MAX_TOKENS = 64
 SCHEDULE = ScheduleSettings(reasoning_segment=8, answer_segment=4)
-RESPONDER_STAGES = {"encode", "prefill", "first_reasoning_token", "first_answer_token",
-                    "first_tts_chunk"}
+RESPONDER_STAGES = {
+    "encode",
+    "prefill",
+    "first_reasoning_token",
+    "first_answer_token",
+    "first_tts_chunk",
+}
 
 
 class RecordingTTS(TTSBackend):
@@ -169,34 +174,58 @@ async def test_history_keeps_the_answer_only(responder) -> None:
     app = create_app(responder, Settings(reasoning_effort="medium"))
     async with running(app) as address, websockets.connect(f"ws://{address}/v1/realtime") as ws:
         await recv_until(ws, "session.created")
-        await ws.send(json.dumps({"type": "session.update", "session": {
-            "type": "realtime", "audio": {"input": {"turn_detection": None}}}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+                }
+            )
+        )
         await recv_until(ws, "session.updated")
-        await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-            "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": LONG.question}]}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": LONG.question}],
+                    },
+                }
+            )
+        )
         await ws.send(json.dumps({"type": "response.create"}))
         events = await recv_until(ws, "response.done")
-        reasoning = "".join(e["delta"] for e in events
-                            if e["type"] == "response.reasoning_text.delta")
-        transcript = "".join(e["delta"] for e in events
-                             if e["type"] == "response.output_audio_transcript.delta")
+        reasoning = "".join(
+            e["delta"] for e in events if e["type"] == "response.reasoning_text.delta"
+        )
+        transcript = "".join(
+            e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"
+        )
         assert reasoning and LONG.reasoning.startswith(reasoning)
         assert transcript == "".join(responder.tts.fed)
         item = events[-1]["response"]["output"][0]
         await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": item["id"]}))
-        [retrieved] = [e for e in await recv_until(ws, "conversation.item.retrieved")
-                       if e["type"] == "conversation.item.retrieved"]
+        [retrieved] = [
+            e
+            for e in await recv_until(ws, "conversation.item.retrieved")
+            if e["type"] == "conversation.item.retrieved"
+        ]
         history = retrieved["item"]["content"][0]["transcript"]
         assert history == transcript and "I hear" not in history  # the answer, no reasoning
         async with httpx.AsyncClient() as http:
             samples = _samples((await http.get(f"http://{address}/metrics")).text)
     # the server's stages and the responder's, labelled by the mode that ran
-    assert samples[("realtime_stage_seconds_count",
-                    (("mode", "think_first"), ("stage", "server")))] == 1
+    assert (
+        samples[("realtime_stage_seconds_count", (("mode", "think_first"), ("stage", "server")))]
+        == 1
+    )
     for stage in RESPONDER_STAGES:
-        assert samples[("realtime_stage_seconds_count",
-                        (("mode", "think_first"), ("stage", stage)))] == 1
+        assert (
+            samples[("realtime_stage_seconds_count", (("mode", "think_first"), ("stage", stage)))]
+            == 1
+        )
 
 
 async def test_resumed_speech_discards_the_speculative_reply_without_a_trace(responder) -> None:
@@ -204,13 +233,29 @@ async def test_resumed_speech_discards_the_speculative_reply_without_a_trace(res
     word = spoken("seven", lead_ms=300, tail_ms=0)
     pause = np.zeros(24_000 * 450 // 1000, np.int16)  # long enough to guess, too short to end
     rest = spoken("times six", lead_ms=0, tail_ms=1500)
-    async with running(create_app(responder, settings)) as address, \
-            websockets.connect(f"ws://{address}/v1/realtime") as ws:
+    async with (
+        running(create_app(responder, settings)) as address,
+        websockets.connect(f"ws://{address}/v1/realtime") as ws,
+    ):
         await recv_until(ws, "session.created")
-        await ws.send(json.dumps({"type": "session.update", "session": {
-            "type": "realtime",
-            "audio": {"input": {"turn_detection": {"type": "server_vad",
-                                                   "silence_duration_ms": SILENCE_MS}}}}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "realtime",
+                        "audio": {
+                            "input": {
+                                "turn_detection": {
+                                    "type": "server_vad",
+                                    "silence_duration_ms": SILENCE_MS,
+                                }
+                            }
+                        },
+                    },
+                }
+            )
+        )
         await recv_until(ws, "session.updated")
         for message in appends(np.concatenate([word, pause])):
             await ws.send(message)
@@ -227,10 +272,15 @@ async def test_resumed_speech_discards_the_speculative_reply_without_a_trace(res
     assert samples[("realtime_speculative_starts_total", ())] >= 2
     assert samples[("realtime_speculations_total", (("outcome", "discarded"),))] >= 1
     assert samples[("realtime_speculation_wasted_tokens_total", ())] > 0
-    assert samples[("realtime_responses_total", (("status", "completed"),))] + samples.get(
-        ("realtime_responses_total", (("status", "incomplete"),)), 0) == 1
-    assert samples[("realtime_stage_seconds_count",
-                    (("mode", "speak_first"), ("stage", "prefill")))] == 1
+    assert (
+        samples[("realtime_responses_total", (("status", "completed"),))]
+        + samples.get(("realtime_responses_total", (("status", "incomplete"),)), 0)
+        == 1
+    )
+    assert (
+        samples[("realtime_stage_seconds_count", (("mode", "speak_first"), ("stage", "prefill")))]
+        == 1
+    )
 
 
 SILENCE_MS = 900  # the turn ends after this much silence; the pause above is shorter
@@ -255,13 +305,29 @@ async def test_finished_chunks_of_a_long_turn_are_encoded_while_it_is_spoken(res
     speech = spoken(LONG_TURN_TEXT, lead_ms=300, tail_ms=0)
     assert len(speech) > (CHUNK_S + 1) * 24_000, "the question must outlast one chunk"
     settings = Settings(speculative_start_ms=0, reasoning_effort="minimal")  # no speculation
-    async with running(create_app(responder, settings)) as address, \
-            websockets.connect(f"ws://{address}/v1/realtime") as ws:
+    async with (
+        running(create_app(responder, settings)) as address,
+        websockets.connect(f"ws://{address}/v1/realtime") as ws,
+    ):
         await recv_until(ws, "session.created")
-        await ws.send(json.dumps({"type": "session.update", "session": {
-            "type": "realtime",
-            "audio": {"input": {"turn_detection": {
-                "type": "server_vad", "silence_duration_ms": LONG_TURN_SILENCE_MS}}}}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "realtime",
+                        "audio": {
+                            "input": {
+                                "turn_detection": {
+                                    "type": "server_vad",
+                                    "silence_duration_ms": LONG_TURN_SILENCE_MS,
+                                }
+                            }
+                        },
+                    },
+                }
+            )
+        )
         await recv_until(ws, "session.updated")
         for message in appends(speech):
             await ws.send(message)
@@ -298,24 +364,31 @@ def plain_loaded(tiny_checkpoint: Path) -> LoadedModel:
 
 @pytest.fixture
 async def long_turn_responder(plain_loaded: LoadedModel) -> AsyncIterator[ModelResponder]:
-    engine = TorchEngine(plain_loaded.model.model, plain_loaded.model.lm_head, max_slots=4,
-                         max_seq_len=1024)
+    engine = TorchEngine(
+        plain_loaded.model.model, plain_loaded.model.lm_head, max_slots=4, max_seq_len=1024
+    )
     settings = ResponderSettings(max_output_tokens=LISTENING_TOKENS)
     responder = ModelResponder(plain_loaded, engine, get_backend("espeak"), settings)
     yield responder
     await responder.close()
 
 
-def _long_turn_request(audio: np.ndarray, item_id: str, instructions: str | None = None
-                       ) -> ResponseRequest:
-    turns = [Turn("user", text="Hello."), Turn("assistant", text="Hi, go on."),
-             Turn("user", audio=audio, item_id=item_id)]
-    return ResponseRequest(turns=turns, instructions=instructions, speak=False,
-                           reasoning_effort="minimal")
+def _long_turn_request(
+    audio: np.ndarray, item_id: str, instructions: str | None = None
+) -> ResponseRequest:
+    turns = [
+        Turn("user", text="Hello."),
+        Turn("assistant", text="Hi, go on."),
+        Turn("user", audio=audio, item_id=item_id),
+    ]
+    return ResponseRequest(
+        turns=turns, instructions=instructions, speak=False, reasoning_effort="minimal"
+    )
 
 
-async def _answer_and_prefill(responder: ModelResponder, request: ResponseRequest
-                              ) -> tuple[str, int]:
+async def _answer_and_prefill(
+    responder: ModelResponder, request: ResponseRequest
+) -> tuple[str, int]:
     """The answer text, and the positions prefilled from the start of the response."""
     engine = responder.engine
     assert isinstance(engine, TorchEngine)
@@ -326,8 +399,9 @@ async def _answer_and_prefill(responder: ModelResponder, request: ResponseReques
     return "".join(events["answer"]), engine.prefilled_tokens - before
 
 
-async def _listen(responder: ModelResponder, audio: np.ndarray, item_id: str,
-                  instructions: str | None = None) -> int:
+async def _listen(
+    responder: ModelResponder, audio: np.ndarray, item_id: str, instructions: str | None = None
+) -> int:
     """Prepare as the server does every 25 s of the turn; the positions prefilled meanwhile."""
     engine = responder.engine
     assert isinstance(engine, TorchEngine)
@@ -340,17 +414,20 @@ async def _listen(responder: ModelResponder, audio: np.ndarray, item_id: str,
 
 
 def _turn_audio(seed: int = 3) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(TURN_S * MODEL_RATE) * 0.1
-            ).astype(np.float32)
+    return (np.random.default_rng(seed).standard_normal(TURN_S * MODEL_RATE) * 0.1).astype(
+        np.float32
+    )
 
 
 async def test_a_long_turn_is_prefilled_while_it_is_spoken(long_turn_responder) -> None:
     responder, audio = long_turn_responder, _turn_audio()
     unprepared, full_prefill = await _answer_and_prefill(
-        responder, _long_turn_request(audio, "item_unprepared"))
+        responder, _long_turn_request(audio, "item_unprepared")
+    )
     listened = await _listen(responder, audio, "item_prepared")
     prepared, left_prefill = await _answer_and_prefill(
-        responder, _long_turn_request(audio, "item_prepared"))
+        responder, _long_turn_request(audio, "item_prepared")
+    )
     assert prepared == unprepared  # greedy: the same reply, prefilled ahead or not
     # left at the end: the last (10 s) chunk's span, `<|EOT|>` and the generation prompt
     builder = responder.builder
@@ -358,12 +435,13 @@ async def test_a_long_turn_is_prefilled_while_it_is_spoken(long_turn_responder) 
     tail = 1 + len(builder.assistant_prefix(""))
     assert left_prefill == (1 + last_chunk + 1) + tail
     assert listened + left_prefill == full_prefill  # every position prefilled once
-    print(f"\nprefilled at the end of a {TURN_S} s turn: {full_prefill} positions without "
-          f"prepare, {left_prefill} with ({listened} while listening)")
+    print(
+        f"\nprefilled at the end of a {TURN_S} s turn: {full_prefill} positions without "
+        f"prepare, {left_prefill} with ({listened} while listening)"
+    )
 
 
-async def test_a_listening_sequence_that_does_not_match_is_not_forked(long_turn_responder
-                                                                      ) -> None:
+async def test_a_listening_sequence_that_does_not_match_is_not_forked(long_turn_responder) -> None:
     responder, audio = long_turn_responder, _turn_audio(seed=4)
     request = _long_turn_request(audio, "item_other", instructions="Answer briefly.")
     await _listen(responder, audio, "item_other")  # heard without the instructions
@@ -375,19 +453,23 @@ async def test_a_listening_sequence_that_does_not_match_is_not_forked(long_turn_
 
 
 async def test_a_listening_sequence_whose_slot_was_reused_is_prefilled_again(
-    long_turn_responder
+    long_turn_responder,
 ) -> None:
     responder, audio = long_turn_responder, _turn_audio(seed=5)
     engine = responder.engine
     assert isinstance(engine, TorchEngine)
     unprepared, full_prefill = await _answer_and_prefill(
-        responder, _long_turn_request(audio, "item_unprepared"))
+        responder, _long_turn_request(audio, "item_unprepared")
+    )
     await _listen(responder, audio, "item_reused")
-    others = [await engine.submit(Prompt([20 + i] * 4), SamplingParams(max_tokens=2))
-              for i in range(engine.max_slots)]  # every slot at once: the listening ones too
+    others = [
+        await engine.submit(Prompt([20 + i] * 4), SamplingParams(max_tokens=2))
+        for i in range(engine.max_slots)
+    ]  # every slot at once: the listening ones too
     for stream in others:
         async for _ in stream:
             pass
     prepared, prefill = await _answer_and_prefill(
-        responder, _long_turn_request(audio, "item_reused"))
+        responder, _long_turn_request(audio, "item_reused")
+    )
     assert (prepared, prefill) == (unprepared, full_prefill)

@@ -55,8 +55,9 @@ def _builder(loaded: LoadedModel) -> PromptBuilder:
     return PromptBuilder(loaded.tokenizer, loaded.special)
 
 
-def _scheduler(loaded: LoadedModel, engine: TorchEngine, reply: Reply, effort: str,
-               budget: int | None = None) -> ReplyScheduler:
+def _scheduler(
+    loaded: LoadedModel, engine: TorchEngine, reply: Reply, effort: str, budget: int | None = None
+) -> ReplyScheduler:
     builder = _builder(loaded)
     conversation = builder.build([], add_generation_prompt=False)
     conversation.token_ids = conversation_ids(builder, reply)
@@ -64,11 +65,15 @@ def _scheduler(loaded: LoadedModel, engine: TorchEngine, reply: Reply, effort: s
     params = SamplingParams(max_tokens=MAX_TOKENS, stop_ids=loaded.special.stop_ids)
 
     def parser(starts_in_reasoning: bool) -> ReplyParser:
-        return ReplyParser(loaded.tokenizer, stop_ids=loaded.special.stop_ids,
-                           starts_in_reasoning=starts_in_reasoning)
+        return ReplyParser(
+            loaded.tokenizer,
+            stop_ids=loaded.special.stop_ids,
+            starts_in_reasoning=starts_in_reasoning,
+        )
 
-    return ReplyScheduler(engine, builder, conversation, schedule_for(effort, settings), params,
-                          parser)
+    return ReplyScheduler(
+        engine, builder, conversation, schedule_for(effort, settings), params, parser
+    )
 
 
 async def _run(scheduler: ReplyScheduler) -> tuple[str, str]:
@@ -85,14 +90,16 @@ async def _run(scheduler: ReplyScheduler) -> tuple[str, str]:
     return reasoning, answer
 
 
-async def _single_sequence(loaded: LoadedModel, engine: TorchEngine, reply: Reply
-                           ) -> tuple[str, str]:
+async def _single_sequence(
+    loaded: LoadedModel, engine: TorchEngine, reply: Reply
+) -> tuple[str, str]:
     """The reply of one uninterrupted R1 sequence on the same engine."""
     builder = _builder(loaded)
     prompt = builder.build([], add_generation_prompt=False)
     prompt.token_ids = conversation_ids(builder, reply) + builder.assistant_prefix()
-    stream = await engine.submit(prompt, SamplingParams(max_tokens=MAX_TOKENS,
-                                                        stop_ids=loaded.special.stop_ids))
+    stream = await engine.submit(
+        prompt, SamplingParams(max_tokens=MAX_TOKENS, stop_ids=loaded.special.stop_ids)
+    )
     parser = ReplyParser(loaded.tokenizer, stop_ids=loaded.special.stop_ids)
     async for token in stream:
         parser.push(token)
@@ -127,8 +134,13 @@ def _check_segments(loaded: LoadedModel, scheduler: ReplyScheduler, reply: Reply
 
 
 def test_efforts_map_to_modes() -> None:
-    assert EFFORT_MODES == {"minimal": NO_THINK, "low": SPEAK_FIRST, "medium": THINK_FIRST,
-                            "high": THINK_FIRST, "xhigh": THINK_THEN_SPEAK}
+    assert EFFORT_MODES == {
+        "minimal": NO_THINK,
+        "low": SPEAK_FIRST,
+        "medium": THINK_FIRST,
+        "high": THINK_FIRST,
+        "xhigh": THINK_THEN_SPEAK,
+    }
     assert mode_for_effort(None) == THINK_FIRST
     with pytest.raises(ValueError, match="unknown reasoning effort"):
         mode_for_effort("extreme")
@@ -180,8 +192,10 @@ async def test_reasoning_stops_when_the_answer_ends(loaded, engine) -> None:
     assert main is not None
     # the reasoning sequence was cancelled, or had closed its reasoning, by the end
     assert main.stream.output.finish_reason in (FinishReason.CANCELLED, FinishReason.STOP)
-    assert scheduler.parts.reasoning_ids == main.stream.output.token_ids[
-        : len(scheduler.parts.reasoning_ids)]
+    assert (
+        scheduler.parts.reasoning_ids
+        == main.stream.output.token_ids[: len(scheduler.parts.reasoning_ids)]
+    )
 
 
 async def test_answer_goes_on_alone_after_the_reasoning(loaded, engine) -> None:

@@ -7,8 +7,18 @@ import pytest
 
 from streaming.arith.train import TrainConfig, main
 
-TINY_RUN = TrainConfig(size="tiny", train_items=24, eval_items=3, steps=4, batch_size=4,
-                       eval_every=2, eval_subset=3, save_every=2, log_every=1, warmup_steps=2)
+TINY_RUN = TrainConfig(
+    size="tiny",
+    train_items=24,
+    eval_items=3,
+    steps=4,
+    batch_size=4,
+    eval_every=2,
+    eval_subset=3,
+    save_every=2,
+    log_every=1,
+    warmup_steps=2,
+)
 
 
 @dataclass(frozen=True)
@@ -20,8 +30,18 @@ class TinyRun:
 
 
 def train_argv(config: TrainConfig, work_dir: Path, cache_dir: Path, out: Path) -> list[str]:
-    argv = ["--work-dir", str(work_dir), "--cache-dir", str(cache_dir), "--out", str(out),
-            "--threads", "1", "--workers", "2"]
+    argv = [
+        "--work-dir",
+        str(work_dir),
+        "--cache-dir",
+        str(cache_dir),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--workers",
+        "2",
+    ]
     for name, value in vars(config).items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     return argv

@@ -54,22 +54,26 @@ def test_held_out_voices_and_phrasings_are_disjoint_from_training() -> None:
         assert not set(phrasings(op, held_out=False)) & set(phrasings(op, held_out=True))
     train = [make_utterance("train", i) for i in range(300)]
     assert {u.voice for u in train} <= set(train_voices())
-    train_templates = {t.format(a="A", b="B") for op in data.OPERATORS
-                       for t in phrasings(op, held_out=False)}
+    train_templates = {
+        t.format(a="A", b="B") for op in data.OPERATORS for t in phrasings(op, held_out=False)
+    }
     evaluation = [make_utterance("eval", i) for i in range(60)]
     for u in evaluation:
         assert u.held_out_voice or u.held_out_phrasing
         assert (u.voice in held_out_voices()) == u.held_out_voice
-    assert {u.text for u in evaluation if u.held_out_phrasing}.isdisjoint(
-        {u.text for u in train})
+    assert {u.text for u in evaluation if u.held_out_phrasing}.isdisjoint({u.text for u in train})
     # Every training text is a training template, maybe between fillers, and has no word that
     # only a held-out carrier uses.
     fillers = {"prefix": 0, "suffix": 0}
     for u in train:
         words = [number_words(u.problem.a), number_words(u.problem.b)]
         texts = {t.replace("A", words[0]).replace("B", words[1]) for t in train_templates}
-        allowed = {" ".join(filter(None, (p, t, x))): (bool(p), bool(x)) for t in texts
-                   for p in ("", *data.TRAIN_PREFIXES) for x in ("", *data.TRAIN_SUFFIXES)}
+        allowed = {
+            " ".join(filter(None, (p, t, x))): (bool(p), bool(x))
+            for t in texts
+            for p in ("", *data.TRAIN_PREFIXES)
+            for x in ("", *data.TRAIN_SUFFIXES)
+        }
         assert u.text in allowed, u.text
         prefixed, suffixed = allowed[u.text]
         fillers["prefix"] += prefixed
@@ -87,8 +91,9 @@ def test_utterances_are_deterministic() -> None:
     assert wave.dtype == np.float32 and 0.3 < len(wave) / 16_000 < 8
     rng = lambda: np.random.default_rng(1)  # noqa: E731
     np.testing.assert_array_equal(augment_wave(wave, rng())[0], augment_wave(wave, rng())[0])
-    assert not np.array_equal(augment_wave(wave, rng())[0],
-                              augment_wave(wave, np.random.default_rng(2))[0])
+    assert not np.array_equal(
+        augment_wave(wave, rng())[0], augment_wave(wave, np.random.default_rng(2))[0]
+    )
 
 
 def test_mel_cache_is_the_same_whatever_the_workers(tmp_path: Path) -> None:

@@ -24,8 +24,14 @@ def _text(builder: SequenceBuilder, ids: list[int]) -> str:
 
 
 def _turn(spoken: bool = True) -> Turn:
-    return Turn(clip=3, mel_frames=250, reasoning=REASONING, answer=ANSWER,
-                text="what is seven times six", spoken=spoken)
+    return Turn(
+        clip=3,
+        mel_frames=250,
+        reasoning=REASONING,
+        answer=ANSWER,
+        text="what is seven times six",
+        spoken=spoken,
+    )
 
 
 def test_think_sequence_layout(builder: SequenceBuilder) -> None:
@@ -35,11 +41,13 @@ def test_think_sequence_layout(builder: SequenceBuilder) -> None:
     assert clips == [3]
     assert context.count(builder.special.audio_patch) == patches
     assert _text(builder, context) == (
-        "<|BOT|>human\n<audio_start>" + "<audio_patch>" * patches
-        + "<audio_end><|EOT|><|BOT|>assistant\n<think>\n")
+        "<|BOT|>human\n<audio_start>"
+        + "<audio_patch>" * patches
+        + "<audio_end><|EOT|><|BOT|>assistant\n<think>\n"
+    )
     assert _text(builder, target) == f"{REASONING}\n</think>\n{ANSWER}<|EOT|>"
     # The context ends with exactly the serving generation prompt.
-    assert context[-len(builder.prompts.assistant_prefix()):] == builder.prompts.assistant_prefix()
+    assert context[-len(builder.prompts.assistant_prefix()) :] == builder.prompts.assistant_prefix()
 
 
 def test_partial_and_no_think_prompts(builder: SequenceBuilder) -> None:
@@ -79,4 +87,5 @@ def _check_labels(builder: SequenceBuilder, sample: Sample) -> None:
     assert scored == list(range(scored[0], len(sample.ids)))  # one suffix
     assert sample.ids[scored[-1]] == builder.special.eot
     assert sample.ids.count(builder.special.audio_patch) == (
-        len(sample.clips) * audio_token_count(250))
+        len(sample.clips) * audio_token_count(250)
+    )

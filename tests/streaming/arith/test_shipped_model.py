@@ -14,8 +14,10 @@ from streaming.default_model import SHIPPED_CHECKPOINT
 from streaming.responder import AnswerDelta, ReasoningDelta, ResponseRequest, Turn
 from tts.espeak import synthesize
 
-pytestmark = pytest.mark.skipif(not (SHIPPED_CHECKPOINT / "config.json").is_file(),
-                                reason="the embedded model has not been trained and shipped yet")
+pytestmark = pytest.mark.skipif(
+    not (SHIPPED_CHECKPOINT / "config.json").is_file(),
+    reason="the embedded model has not been trained and shipped yet",
+)
 
 # (problem, phrasing, voice): held-out voices (language en-us-nyc, variants m5 and f3) and
 # a held-out phrasing ("how much is"). The held-out carriers "what do you get when you" and
@@ -36,17 +38,20 @@ def _speech(text: str, voice: str) -> np.ndarray:
 def responder():
     from streaming.pipeline import load_responder
 
-    responder = load_responder(None, device="cpu", dtype="float32", max_sequences=4,
-                               max_seq_len=1024)
+    responder = load_responder(
+        None, device="cpu", dtype="float32", max_sequences=4, max_seq_len=1024
+    )
     yield responder
 
 
 @pytest.mark.parametrize(("problem", "phrasing", "voice"), QUESTIONS)
-async def test_answers_fresh_spoken_questions(responder, problem: Problem, phrasing: str,
-                                              voice: str) -> None:
+async def test_answers_fresh_spoken_questions(
+    responder, problem: Problem, phrasing: str, voice: str
+) -> None:
     text = phrasing.format(a=number_words(problem.a), b=number_words(problem.b))
-    request = ResponseRequest(turns=[Turn(role="user", audio=_speech(text, voice))],
-                              speak=False, temperature=0.0)
+    request = ResponseRequest(
+        turns=[Turn(role="user", audio=_speech(text, voice))], speak=False, temperature=0.0
+    )
     reasoning, answer = "", ""
     async for event in responder.respond(request):
         if isinstance(event, ReasoningDelta):

@@ -14,8 +14,14 @@ def test_training_writes_a_checkpoint_that_loads(tiny_run) -> None:
     assert loaded.config.text.hidden_size == 32
     assert loaded.tokenizer.convert_ids_to_tokens(loaded.special.think) == "<think>"
     assert sorted(p.name for p in tiny_run.checkpoint.iterdir()) == [
-        "config.json", "generation_config.json", "merges.txt", "model.safetensors",
-        "tokenizer.json", "tokenizer_config.json", "vocab.json"]
+        "config.json",
+        "generation_config.json",
+        "merges.txt",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+    ]
     state = torch.load(tiny_run.work_dir / STATE_FILE, weights_only=True)
     assert state["step"] == tiny_run.config.steps
     for name, tensor in loaded.model.state_dict().items():

@@ -234,10 +234,15 @@ async def test_fork_with_a_bad_audio_suffix_fails(tiny_model):
         source = await engine.submit(head, SamplingParams(max_tokens=1))
         await collect(source)
         with pytest.raises(ValueError, match="audio_patch"):  # rows and patches disagree
-            await engine.fork(source.seq_id, len(head), Prompt(rest.token_ids + [AUDIO_PATCH_ID],
-                              rest.audio_embeds, AUDIO_PATCH_ID), GREEDY)
-        too_wide = Prompt(rest.token_ids, torch.zeros(len(rest.audio_embeds), hidden + 1),
-                          AUDIO_PATCH_ID)
+            await engine.fork(
+                source.seq_id,
+                len(head),
+                Prompt(rest.token_ids + [AUDIO_PATCH_ID], rest.audio_embeds, AUDIO_PATCH_ID),
+                GREEDY,
+            )
+        too_wide = Prompt(
+            rest.token_ids, torch.zeros(len(rest.audio_embeds), hidden + 1), AUDIO_PATCH_ID
+        )
         with pytest.raises(RuntimeError):  # the embeddings cannot be spliced in
             await engine.fork(source.seq_id, len(head), too_wide, GREEDY)
 

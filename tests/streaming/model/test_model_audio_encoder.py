@@ -14,8 +14,9 @@ from streaming.model.config import AudioEncoderConfig
 from streaming.model.frontend import CHUNK_SAMPLES, log_mel, mel_frame_count, split_chunks
 
 RATE = 16_000
-TINY_AUDIO = AudioEncoderConfig(n_mels=128, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2,
-                                n_audio_layer=1, llm_dim=8)
+TINY_AUDIO = AudioEncoderConfig(
+    n_mels=128, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2, n_audio_layer=1, llm_dim=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +33,27 @@ def design_formula(mel_len: int) -> int:
 
 def test_checkpoint_key_names():
     encoder_keys = set(AudioEncoder(TINY_AUDIO).state_dict())
-    expected = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
-                "positional_embedding.weight", "after_norm.weight", "after_norm.bias"}
+    expected = {
+        "conv1.weight",
+        "conv1.bias",
+        "conv2.weight",
+        "conv2.bias",
+        "positional_embedding.weight",
+        "after_norm.weight",
+        "after_norm.bias",
+    }
     for name in ("attn_ln", "mlp_ln", "attn.query", "attn.value", "attn.out", "mlp.0", "mlp.2"):
         expected |= {f"blocks.0.{name}.weight", f"blocks.0.{name}.bias"}
     expected.add("blocks.0.attn.key.weight")  # Whisper's key projection has no bias
     assert encoder_keys == expected
     assert set(Adaptor(TINY_AUDIO).state_dict()) == {
-        "conv.weight", "conv.bias", "linear1.weight", "linear1.bias", "linear2.weight",
-        "linear2.bias"}
+        "conv.weight",
+        "conv.bias",
+        "linear1.weight",
+        "linear1.bias",
+        "linear2.weight",
+        "linear2.bias",
+    }
 
 
 def test_shapes_follow_config():
@@ -68,8 +81,9 @@ def kept_outputs(encoder: AudioEncoder, adaptor: Adaptor, mel_len: int) -> tuple
 def test_token_count_every_10ms_to_3s(encoder_and_adaptor):
     """All lengths in one zero-padded batch, as StepFun batches the chunks of a request."""
     encoder, adaptor = encoder_and_adaptor
-    mel_lens = torch.tensor([mel_frame_count(n) for n in range(RATE // 10, 3 * RATE + 1,
-                                                               RATE // 100)])
+    mel_lens = torch.tensor(
+        [mel_frame_count(n) for n in range(RATE // 10, 3 * RATE + 1, RATE // 100)]
+    )
     assert_batch_counts(encoder, adaptor, mel_lens)
 
 

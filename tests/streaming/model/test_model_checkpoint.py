@@ -44,9 +44,15 @@ def rewrite_shard(path: Path, key: str, change) -> None:
 def test_state_dict_keys_are_the_checkpoint_keys(loaded: LoadedModel, tiny_checkpoint: Path):
     assert set(loaded.model.state_dict()) == set(weight_map(tiny_checkpoint))
     keys = set(weight_map(tiny_checkpoint))
-    assert {"encoder.blocks.1.attn.key.weight", "encoder.positional_embedding.weight",
-            "adapter.linear2.weight", "model.embed_tokens.weight", "model.norm.weight",
-            "model.layers.1.self_attn.q_proj.bias", "lm_head.weight"} <= keys
+    assert {
+        "encoder.blocks.1.attn.key.weight",
+        "encoder.positional_embedding.weight",
+        "adapter.linear2.weight",
+        "model.embed_tokens.weight",
+        "model.norm.weight",
+        "model.layers.1.self_attn.q_proj.bias",
+        "lm_head.weight",
+    } <= keys
     assert "encoder.blocks.0.attn.key.bias" not in keys
 
 
@@ -60,8 +66,10 @@ def test_values_dtype_device(loaded: LoadedModel, tiny_checkpoint: Path):
         with safe_open(str(tiny_checkpoint / file), framework="pt") as f:
             expected = f.get_tensor(key).float()
         torch.testing.assert_close(state[key], expected, rtol=0, atol=0)
-    assert all(p.dtype == torch.float32 and p.device.type == "cpu" and not p.requires_grad
-               for p in loaded.model.parameters())
+    assert all(
+        p.dtype == torch.float32 and p.device.type == "cpu" and not p.requires_grad
+        for p in loaded.model.parameters()
+    )
     assert not any(t.is_meta for t in state.values())
     assert not torch.equal(state["lm_head.weight"], state["model.embed_tokens.weight"])
 

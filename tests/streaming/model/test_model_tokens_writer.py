@@ -11,8 +11,15 @@ from streaming.model.config import CheckpointError, StepAudio2Config
 from streaming.model.tokens import SpecialTokens, load_tokenizer
 from streaming.model.writer import BENCH50M, TINY, parameter_count, write_checkpoint
 
-REAL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json",
-              "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"}
+REAL_FILES = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+}
 
 
 def test_files_like_a_real_checkpoint(tiny_checkpoint: Path):
@@ -23,8 +30,15 @@ def test_files_like_a_real_checkpoint(tiny_checkpoint: Path):
     assert config["architectures"] == ["StepAudio2ForCausalLM"]
     assert config["model_type"] == "step_audio_2"
     assert set(config["audio_encoder_config"]) >= {
-        "n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
-        "kernel_size", "adapter_stride", "llm_dim"}
+        "n_mels",
+        "n_audio_ctx",
+        "n_audio_state",
+        "n_audio_head",
+        "n_audio_layer",
+        "kernel_size",
+        "adapter_stride",
+        "llm_dim",
+    }
     tokenizer_config = json.loads((tiny_checkpoint / "tokenizer_config.json").read_text())
     assert tokenizer_config["tokenizer_class"] == "Qwen2Tokenizer"
     contents = {t["content"] for t in tokenizer_config["added_tokens_decoder"].values()}
@@ -42,9 +56,17 @@ def test_config_parses(tiny_checkpoint: Path):
 def test_special_tokens_read_from_tokenizer(tiny_checkpoint: Path):
     tokenizer = load_tokenizer(tiny_checkpoint)
     special = SpecialTokens.from_checkpoint(tiny_checkpoint, tokenizer)
-    by_name = {"bot": "<|BOT|>", "eot": "<|EOT|>", "audio_start": "<audio_start>",
-               "audio_patch": "<audio_patch>", "audio_end": "<audio_end>", "think": "<think>",
-               "think_end": "</think>", "eos": "<|endoftext|>", "tts_start": "<tts_start>"}
+    by_name = {
+        "bot": "<|BOT|>",
+        "eot": "<|EOT|>",
+        "audio_start": "<audio_start>",
+        "audio_patch": "<audio_patch>",
+        "audio_end": "<audio_end>",
+        "think": "<think>",
+        "think_end": "</think>",
+        "eos": "<|endoftext|>",
+        "tts_start": "<tts_start>",
+    }
     for field, token in by_name.items():
         assert getattr(special, field) == tokenizer.convert_tokens_to_ids(token)
         assert tokenizer.decode([getattr(special, field)]) == token
@@ -59,8 +81,9 @@ def test_text_round_trip_with_single_digits(tiny_checkpoint: Path):
     ids = tokenizer.encode(text, add_special_tokens=False)
     assert tokenizer.decode(ids) == text
     assert len(ids) < len(text) / 2  # a trained BPE, not bytes
-    digit_tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode("1234",
-                                                                    add_special_tokens=False))
+    digit_tokens = tokenizer.convert_ids_to_tokens(
+        tokenizer.encode("1234", add_special_tokens=False)
+    )
     assert digit_tokens == ["1", "2", "3", "4"]  # Qwen2 splits numbers into single digits
 
 
@@ -95,14 +118,29 @@ def test_real_step_audio_r1_sizes_on_meta():
     from streaming.model.modeling import StepAudio2ForCausalLM
 
     raw = {
-        "architectures": ["StepAudio2ForCausalLM"], "model_type": "step_audio_2",
-        "audio_encoder_config": {"n_mels": 128, "n_audio_ctx": 1500, "n_audio_state": 1280,
-                                 "n_audio_head": 20, "n_audio_layer": 32, "llm_dim": 5120,
-                                 "kernel_size": 3, "adapter_stride": 2},
-        "text_config": {"hidden_size": 5120, "intermediate_size": 27648,
-                        "num_hidden_layers": 64, "num_attention_heads": 40,
-                        "num_attention_groups": 8, "vocab_size": 158720, "rms_norm_eps": 1e-5,
-                        "rope_theta": 1e6, "max_position_embeddings": 65536},
+        "architectures": ["StepAudio2ForCausalLM"],
+        "model_type": "step_audio_2",
+        "audio_encoder_config": {
+            "n_mels": 128,
+            "n_audio_ctx": 1500,
+            "n_audio_state": 1280,
+            "n_audio_head": 20,
+            "n_audio_layer": 32,
+            "llm_dim": 5120,
+            "kernel_size": 3,
+            "adapter_stride": 2,
+        },
+        "text_config": {
+            "hidden_size": 5120,
+            "intermediate_size": 27648,
+            "num_hidden_layers": 64,
+            "num_attention_heads": 40,
+            "num_attention_groups": 8,
+            "vocab_size": 158720,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 1e6,
+            "max_position_embeddings": 65536,
+        },
     }
     with torch.device("meta"):
         model = StepAudio2ForCausalLM(StepAudio2Config.from_dict(raw))
