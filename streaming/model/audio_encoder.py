@@ -30,7 +30,8 @@ def audio_token_count(mel_len: int) -> int:
     """Audio embeddings (`<audio_patch>` tokens) for a clip of `mel_len` log-mel frames.
 
     `mel_len` is the frame count `log_mel` returns (StepFun's `compute_token_num(mel.shape[1])`).
-    With `valid = mel_len - 2`, the count is DESIGN's `((valid + 1) // 2 // 2 + 2 - 3) // 2 + 1`:
+    With `valid = mel_len - 2`, the count is `((valid + 1) // 2 // 2 + 2 - 3) // 2 + 1`
+    (docs/ARCHITECTURE.md, "Model facts"):
     conv2 and the average pool halve twice, then the adaptor conv (k3, stride 2, pad 1).
     """
     valid = mel_len - MEL_END_FRAMES

@@ -45,6 +45,11 @@ def load_checkpoint(
 ) -> LoadedModel:
     """Load model (eval mode, no grad), tokenizer and special token ids from a directory."""
     path = Path(path)
+    if path.is_file():
+        raise CheckpointError(
+            f"{path} is a file; --model takes the checkpoint's directory (the one holding "
+            "config.json, the tokenizer files and the *.safetensors shards)"
+        )
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
     config = StepAudio2Config.from_file(path)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16_000
+from streaming.model import SAMPLE_RATE
+
 N_FFT = 400
 HOP_LENGTH = 160
 N_MELS = 128

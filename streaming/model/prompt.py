@@ -9,7 +9,7 @@ go into `Prompt.audio_embeds` in order.
 Assistant turns carry a reasoning block: `<think>\\n{reasoning}\\n</think>\\n{answer}`. History
 keeps answers only, so a past assistant turn is `<think>\\n\\n</think>\\n{answer}`. The R1
 generation prompt is `<|BOT|>assistant\\n<think>\\n`; `assistant_prefix` builds the prefix of the
-articulation branch (reasoning so far, then answer so far; DESIGN section 6).
+articulation branch (reasoning so far, then answer so far; docs/ARCHITECTURE.md).
 
 Tools and transcription follow StepFun's Step-Audio 2 chat template:
 - declared tools are a turn `<|BOT|>tool_json_schemas\\n{json}<|EOT|>` right after the system
@@ -39,6 +39,7 @@ from transformers import PreTrainedTokenizerBase
 
 from streaming.engine.base import Prompt
 from streaming.model.tokens import THINK, THINK_END, TOOL_CALL, TOOL_CALL_END, SpecialTokens
+from streaming.tool_calls import ToolCall
 
 ROLE_NAMES = {
     "system": "system",
@@ -52,14 +53,6 @@ ROLE_NAMES = {
 TRANSCRIBE_PROMPT = "请记录下你所听到的语音内容。"
 
 Part = str | torch.Tensor  # text, or one audio chunk's embeddings [n, hidden]
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One function call the model wrote: the tool's name and its arguments as JSON text."""
-
-    name: str
-    arguments: str
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,23 @@
-"""A tiny random Qwen2 model (fixed seed, fp32, CPU) and the plain transformers reference."""
+"""A tiny random Qwen2 model (fixed seed, fp32, CPU) and the plain transformers reference; for
+the conformance suite, a random checkpoint directory that both engines serve, and one vLLM
+engine for the session."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from streaming.engine.vllm_engine import VllmEngine, VllmOptions
+from streaming.model.checkpoint import LoadedModel, load_checkpoint
+from streaming.model.writer import ModelSizes, write_checkpoint
 
 VOCAB = 256
 
@@ -52,3 +65,77 @@ def reference_greedy(model: Qwen2ForCausalLM, embeds: torch.Tensor, steps: int) 
         next_embed = model.model.embed_tokens(torch.tensor([token]))
         embeds = torch.cat([embeds, next_embed])
     return tokens
+
+
+# --- the conformance suite: one checkpoint directory, both engines ---------------------------
+
+# A checkpoint in the real format that vLLM's CPU build can serve (head size 32: its kernels
+# start there) and small enough that a vLLM start-up takes seconds of model work.
+CONFORMANCE_SIZES = ModelSizes(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    n_audio_state=64,
+    n_audio_head=4,
+    n_audio_layer=2,
+    max_position_embeddings=512,
+)
+CONFORMANCE_CONTEXT = 256  # max_context of both engines in the suite
+CONFORMANCE_SEQUENCES = 8
+# The vLLM engine's KV cache in the suite: 256 MiB is thousands of positions of this model.
+VLLM_TEST_KV_CACHE_GIB = 0.25
+DECODER_WEIGHT_STD = 0.2  # spread logits, so that greedy argmax ties are rare (see tiny_model)
+
+
+def spread_decoder_weights(path: Path) -> None:
+    """Redraw the decoder's matrices of a written checkpoint with a larger spread, in place (the
+    writer's default init makes near-equal logits, where two exact implementations may pick
+    different argmaxes)."""
+    generator = torch.Generator().manual_seed(0)
+    for shard in sorted(path.glob("*.safetensors")):
+        tensors = load_file(str(shard))
+        for name, tensor in tensors.items():
+            if name.startswith(("model.", "lm_head.")) and tensor.dim() > 1:
+                spread = torch.randn(tensor.shape, generator=generator) * DECODER_WEIGHT_STD
+                tensors[name] = spread.to(tensor.dtype)
+        save_file(tensors, str(shard), metadata={"format": "pt"})
+
+
+@pytest.fixture(scope="session")
+def conformance_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = write_checkpoint(tmp_path_factory.mktemp("conformance"), CONFORMANCE_SIZES)
+    spread_decoder_weights(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def conformance_model(conformance_checkpoint: Path) -> LoadedModel:
+    """The same checkpoint in fp32 for the torch engine and the transformers reference."""
+    return load_checkpoint(conformance_checkpoint, dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(conformance_checkpoint: Path) -> Iterator[VllmEngine]:
+    """One vLLM engine for the whole session (a start-up costs ~30 s): eager, fp32, small cache.
+    It runs on its own event loop, so every test's loop may use it."""
+    engine = VllmEngine(
+        conformance_checkpoint,
+        VllmOptions(
+            dtype="float32",
+            max_sequences=CONFORMANCE_SEQUENCES,
+            max_model_len=CONFORMANCE_CONTEXT,
+            enforce_eager=True,
+            cpu_kv_cache_gib=VLLM_TEST_KV_CACHE_GIB,
+        ),
+    )
+    run_apart(engine.warm_up())
+    yield engine
+    run_apart(engine.close())
+
+
+def run_apart(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to its end on a loop of its own (a test's loop may be running here)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
