@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -54,7 +55,8 @@ DEFAULT_TURNS = 3
 DEFAULT_PAUSE_S = 1.5  # mean pause between a reply's end and the next question
 LEVEL_TIME_LIMIT_S = 180.0  # no new turn starts after this; bounds one level's time
 TURN_TIMEOUT_S = 120.0  # one reply, end of question -> response.done
-TARGET_S = 0.92  # DESIGN section 5; the server's gauge wins when it exports one
+# The published Step-Audio-R1 Realtime figure; the server's gauge wins when it exports one.
+TARGET_S = 0.92
 PERCENTILES = (50, 95, 99)
 QUESTIONS = (
     "What is seven times six?",
@@ -435,7 +437,15 @@ def plot(levels: list[dict[str, Any]], target_s: float, path: Path, serving: str
 # --- the server under test -----------------------------------------------------------------
 
 
-def serve(model: str | None, responder_spec: str | None, port: int, max_sessions: int) -> None:
+def serve(
+    model: str | None,
+    responder_spec: str | None,
+    port: int,
+    max_sessions: int,
+    tts_backend: str = "espeak",
+    engine: str = "torch",
+    vad: str | None = None,
+) -> None:
     """The server process: the model's responder (or `module:factory`'s) on loopback."""
     import importlib
 
@@ -449,19 +459,46 @@ def serve(model: str | None, responder_spec: str | None, port: int, max_sessions
         module, _, factory = responder_spec.partition(":")
         responder = getattr(importlib.import_module(module), factory)()
     else:
-        responder = load_responder(model, max_sequences=max_sessions)
+        responder = load_responder(
+            model, max_sequences=max_sessions, tts_backend=tts_backend, engine=engine
+        )
     settings = Settings(host="127.0.0.1", port=port, max_sessions=max_sessions)
+    if vad is not None:
+        settings = dataclasses.replace(settings, vad=vad)
     uvicorn.run(create_app(responder, settings), host="127.0.0.1", port=port, log_level="warning")
 
 
 @contextlib.contextmanager
-def own_server(model: str | None, responder: str | None, max_sessions: int) -> Any:
+def own_server(
+    model: str | None,
+    responder: str | None,
+    max_sessions: int,
+    tts_backend: str = "espeak",
+    engine: str = "torch",
+    vad: str | None = None,
+) -> Any:
     port = free_port()
-    args = ["--max-sessions", str(max_sessions)]
+    args = ["--max-sessions", str(max_sessions), "--tts-backend", tts_backend]
     args += ["--model", model] if model else []
     args += ["--responder", responder] if responder else []
+    args += ["--engine", engine]
+    args += ["--vad", vad] if vad else []
     with server_process("benchmarks.load", port, args):
+        wait_warm(f"http://127.0.0.1:{port}/readyz")
         yield f"ws://127.0.0.1:{port}/v1/realtime"
+
+
+ENGINE_WARM_UP_TIMEOUT_S = 600.0  # a vLLM start (workers, weights, compilation) on a busy box
+
+
+def wait_warm(readyz: str) -> None:
+    """Until /readyz says 200: the engine has warmed up (a vLLM start takes a while)."""
+    deadline = time.monotonic() + ENGINE_WARM_UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(readyz, timeout=2):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the server was not ready within {ENGINE_WARM_UP_TIMEOUT_S:g} s")
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -509,8 +546,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="N = 1,2, one turn each")
     parser.add_argument("--name", default="load", help="results file stem (default %(default)s)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engine",
+        default="torch",
+        help="own server's engine: torch, vllm, or torch,vllm for both side by side (two "
+        "servers, levels taken in turn)",
+    )
+    parser.add_argument(
+        "--vad",
+        default=None,
+        help="own server's speech classifier: webrtc, silero (default: the server's), or "
+        "webrtc,silero for both side by side (old and new default in one run)",
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--max-sessions", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tts-backend", default="espeak", help="own server's speech backend: espeak or piper"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.turns = ",".join(map(str, QUICK_USERS)), 1
@@ -519,32 +571,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace, url: str) -> list[list[dict[str, Any]]]:
     """Every run's levels: runs[r][level]."""
+    return (await run_engines(args, {"": url}))[""]
+
+
+async def run_engines(
+    args: argparse.Namespace, urls: dict[str, str]
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Every server's runs, levels taken in turn (each N on each server, then the next N), so
+    that load from other processes falls on all of them alike: runs[server][r][level]."""
     session: dict[str, Any] = {"max_output_tokens": args.max_output_tokens}
     if args.effort:
         session["reasoning"] = {"effort": args.effort}
     questions = spoken_questions()
-    runs = []
+    runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in urls}
     for run_index in range(args.runs):
-        levels = []
+        for levels in runs.values():
+            levels.append([])
         for n_users in [int(n) for n in args.users.split(",")]:
-            summary, _ = await run_level(
-                n_users,
-                url,
-                args.api_key,
-                session,
-                questions,
-                args.turns,
-                args.pause,
-                args.time_limit,
-            )
-            levels.append(summary)
-            print(
-                f"run {run_index + 1}, N={n_users}: {summary['succeeded']}/"
-                f"{summary['turns']} turns ok, FPL p50 {fmt(summary['first_packet_p50_s'])} s "
-                f"({summary['wall_s']:.0f} s)",
-                flush=True,
-            )
-        runs.append(levels)
+            for name, url in urls.items():
+                summary, _ = await run_level(
+                    n_users,
+                    url,
+                    args.api_key,
+                    session,
+                    questions,
+                    args.turns,
+                    args.pause,
+                    args.time_limit,
+                )
+                runs[name][-1].append(summary)
+                print(
+                    f"{name + ' ' if name else ''}run {run_index + 1}, N={n_users}: "
+                    f"{summary['succeeded']}/{summary['turns']} turns ok, FPL p50 "
+                    f"{fmt(summary['first_packet_p50_s'])} s ({summary['wall_s']:.0f} s)",
+                    flush=True,
+                )
     return runs
 
 
@@ -576,11 +637,27 @@ def median_levels(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
-        serve(args.model, args.responder, args.port, args.max_sessions)
+        vad = args.vad or None
+        serve(
+            args.model,
+            args.responder,
+            args.port,
+            args.max_sessions,
+            args.tts_backend,
+            args.engine,
+            vad,
+        )
         return 0
+    variants = server_variants(args)
+    if len(variants) > 1:
+        return compare_servers(args, variants)
     users = [int(n) for n in args.users.split(",")]
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(own_server(args.model, args.responder, max(users)))
+        url = args.url or stack.enter_context(
+            own_server(
+                args.model, args.responder, max(users), args.tts_backend, args.engine, args.vad
+            )
+        )
         runs = asyncio.run(run(args, url))
         target = target_from(scrape(http_url(url, "/metrics")))
     levels = median_levels(runs)
@@ -599,6 +676,64 @@ def main(argv: list[str] | None = None) -> int:
     serving = args.url or f"own server: {args.responder or args.model or 'default model'}"
     plot(levels, target, RESULTS / f"{args.name}.png", serving)
     print(f"wrote {RESULTS / (args.name + '.json')} and {args.name}.png")
+    return 0
+
+
+def server_variants(args: argparse.Namespace) -> dict[str, tuple[str, str | None]]:
+    """Own servers to compare, by name: every `--engine` with every `--vad` given (a name
+    says only what differs between them)."""
+    engines = [e for e in args.engine.split(",") if e]
+    vads: list[str | None] = [v for v in (args.vad or "").split(",") if v] or [None]
+    variants = {}
+    for engine in engines:
+        for vad in vads:
+            parts = [engine if len(engines) > 1 else "", (vad or "") if len(vads) > 1 else ""]
+            variants["-".join(p for p in parts if p) or engine] = (engine, vad)
+    return variants
+
+
+def compare_servers(args: argparse.Namespace, variants: dict[str, tuple[str, str | None]]) -> int:
+    """`--engine torch,vllm` and/or `--vad webrtc,silero`: one own server per variant, all up
+    at once, levels in turn; one table of first-packet p50/p95 per variant and N, one JSON,
+    one plot per variant."""
+    users = [int(n) for n in args.users.split(",")]
+    engines = list(variants)
+    with contextlib.ExitStack() as stack:
+        urls = {
+            name: stack.enter_context(
+                own_server(args.model, args.responder, max(users), args.tts_backend, engine, vad)
+            )
+            for name, (engine, vad) in variants.items()
+        }
+        runs = asyncio.run(run_engines(args, urls))
+        target = target_from(scrape(http_url(urls[engines[0]], "/metrics")))
+    levels = {name: median_levels(engine_runs) for name, engine_runs in runs.items()}
+    print(f"medians of {args.runs} run(s); first-packet latency, s")
+    print(f"{'N':>4}" + "".join(f"{name + ' p50':>12}{name + ' p95':>12}" for name in engines))
+    for index, n_users in enumerate(users):
+        cells = "".join(
+            f"{fmt(levels[n][index]['first_packet_p50_s']):>12}"
+            f"{fmt(levels[n][index]['first_packet_p95_s']):>12}"
+            for n in engines
+        )
+        print(f"{n_users:>4}{cells}")
+    for name in engines:
+        print(f"\n{name}:")
+        print_table(levels[name])
+        plot(levels[name], target, RESULTS / f"{args.name}-{name}.png", f"own server, {name}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k not in ("api_key", "serve", "port")}
+    report = {
+        "config": config,
+        "target_s": target,
+        "sample_rate": WIRE_SAMPLE_RATE,
+        "servers": {
+            name: {"engine": engine, "vad": vad, "levels": levels[name], "runs": runs[name]}
+            for name, (engine, vad) in variants.items()
+        },
+    }
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {RESULTS / (args.name + '.json')}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Modes: first-packet latency of every reasoning mode (DESIGN section 6), same questions.
+"""Modes: first-packet latency of every reasoning mode (docs/ARCHITECTURE.md), same questions.
 
 The same spoken questions (espeak-ng) go through the server over a real socket on 127.0.0.1,
 streamed in real time as a microphone would, in every scheduling mode: think_then_speak (the
@@ -67,6 +67,7 @@ QUICK_QUESTIONS, QUICK_RUNS = 2, 1
 REASONING_TOKENS = 200  # the target is stated for reasoning of at least this length
 ANSWER_TOKENS = 60  # the answer's share of max_output_tokens: keeps each reply short
 SILENCE_MS = 500  # server_vad silence_duration_ms: the turn commits after this much silence
+VAD_FRAME_MS = 30  # webrtcvad's frame, the server's default classifier
 LEAD_MS = 300  # silence before each question
 APPEND_MS = 20  # microphone-like appends, sent in real time
 WIRE_RATE = 24_000
@@ -336,9 +337,11 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
 def speculation_ceiling_s(trigger_ms: int) -> float:
     """The most speculation can save: from the frame that reaches the trigger to the one that
     closes the silence window (30 ms VAD frames). Reached when a reply's work is longer."""
-    from server.vad import whole_frames_ms
+    from streaming.turns.machine import whole_frames_ms
 
-    return (whole_frames_ms(SILENCE_MS) - whole_frames_ms(trigger_ms)) / 1000
+    return (
+        whole_frames_ms(SILENCE_MS, VAD_FRAME_MS) - whole_frames_ms(trigger_ms, VAD_FRAME_MS)
+    ) / 1000
 
 
 def speculation_savings(

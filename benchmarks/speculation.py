@@ -1,11 +1,11 @@
 """Speculation trigger: what starting a response N ms into a pause costs and what it can save.
 
 The server starts a response speculatively once a pause inside a turn reaches
-`--speculative-start-ms` (DESIGN section 5) and throws it away if speech resumes. A short
+`--speculative-start-ms` (docs/ARCHITECTURE.md) and throws it away if speech resumes. A short
 trigger hides more of the silence window; it also fires in the pauses between words. This runs
-the server's own turn detector (webrtcvad, `server.vad.TurnDetector`, default `server_vad`
-settings) over spoken questions from the arithmetic data generator (espeak-ng, every voice,
-120-240 words per minute, gain and noise) and, per trigger, counts:
+the server's own turn-taking machine (`streaming.turns.machine.TurnTaking`, webrtcvad, default
+`server_vad` settings) over spoken questions from the arithmetic data generator (espeak-ng,
+every voice, 120-240 words per minute, gain and noise) and, per trigger, counts:
 
 - false starts per turn: pauses inside the question that reach the trigger (each one is a
   speculative response started and discarded; its tokens are the cost);
@@ -32,34 +32,35 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 TRIGGERS_MS = (30, 60, 90, 120, 150, 200, 300)
 TAIL_MS = 700  # silence after each question: longer than the window, so every turn commits
+FRAME_SAMPLES = 480  # webrtcvad's 30 ms frame: fed one at a time, every decision is seen
 
 
-def silent_runs(pcm: np.ndarray, frame_samples: int) -> tuple[list[int], int | None]:
-    """(longest silence reached in each pause inside speech, ms of silence at the commit).
+def speculations(pcm: np.ndarray, trigger_ms: int) -> tuple[int, float | None]:
+    """(false starts, ms from the kept start to the commit) of the server's own turn-taking
+    machine over one question with `--speculative-start-ms` = `trigger_ms`, fed frame by frame.
+    A false start is a `Speculate` that speech then voided; the kept one is the last, which the
+    commit confirms (None where the turn never committed)."""
+    from streaming.turns.detection import ServerVad
+    from streaming.turns.machine import Resumed, Speculate, SpeechStopped, TurnTaking
 
-    A pause is a run of unvoiced frames while the detector is in speech; the last one is the
-    turn's end if the detector committed there (then the second value is its length).
-    """
-    from server.vad import ServerVad, SpeechStopped, TurnDetector
-
-    detector = TurnDetector(ServerVad())
-    pauses: list[int] = []
-    committed_at = None
-    for start in range(0, len(pcm) - frame_samples + 1, frame_samples):
-        was_silent = detector.silent_ms
-        events = detector.feed(pcm[start : start + frame_samples])
-        if any(isinstance(e, SpeechStopped) for e in events):
-            committed_at = detector.silent_ms  # the window, in whole frames
-            pauses.append(committed_at)
-            break
-        if detector.in_speech and detector.silent_ms == 0 and was_silent > 0:
-            pauses.append(was_silent)  # a pause that speech ended
-    return pauses, committed_at
+    turns = TurnTaking(ServerVad(), lambda: "item", speculate_after_ms=trigger_ms)
+    frame = FRAME_SAMPLES
+    false_starts, guessed_at = 0, None
+    for start in range(0, len(pcm) - frame + 1, frame):
+        for event in turns.append(pcm[start : start + frame]):
+            if isinstance(event, Speculate):
+                guessed_at = turns.buffer.clock_ms
+            elif isinstance(event, Resumed):
+                false_starts, guessed_at = false_starts + 1, None
+            elif isinstance(event, SpeechStopped):
+                saved = None if guessed_at is None else event.audio_end_ms - guessed_at
+                return false_starts, saved
+    return false_starts, None
 
 
 def clips(items: int) -> list[np.ndarray]:
     """16 kHz int16 questions from the dev and eval splits (training and held-out voices)."""
-    from server.audio import MODEL_SAMPLE_RATE
+    from server.protocol.audio import MODEL_SAMPLE_RATE
     from streaming.arith.data import make_utterance, speak
 
     waves = []
@@ -72,20 +73,22 @@ def clips(items: int) -> list[np.ndarray]:
 
 
 def measure(items: int) -> dict:
-    from server.vad import FRAME_SAMPLES, ServerVad, whole_frames_ms
+    from streaming.turns.detection import ServerVad
 
     window = ServerVad().silence_duration_ms
-    turns = [silent_runs(pcm, FRAME_SAMPLES) for pcm in clips(items)]
-    committed = [(pauses, end) for pauses, end in turns if end is not None]
+    questions = clips(items)
     rows = []
+    committed = 0
     for trigger in TRIGGERS_MS:
-        false_starts = [sum(p >= trigger for p in pauses[:-1]) for pauses, _ in committed]
-        ceiling = float(np.median([end - whole_frames_ms(trigger) for _, end in committed]))
+        runs = [speculations(pcm, trigger) for pcm in questions]
+        kept = [(false, saved) for false, saved in runs if saved is not None]
+        committed = len(kept)
+        ceiling = float(np.median([saved for _, saved in kept]))
         rows.append(
             {
                 "trigger_ms": trigger,
-                "false_starts_per_turn": float(np.mean(false_starts)),
-                "turns_with_false_start": float(np.mean([n > 0 for n in false_starts])),
+                "false_starts_per_turn": float(np.mean([false for false, _ in kept])),
+                "turns_with_false_start": float(np.mean([false > 0 for false, _ in kept])),
                 "most_saved_ms": ceiling,
                 "most_saved_fraction_of_window": ceiling / window,
             }
@@ -93,9 +96,9 @@ def measure(items: int) -> dict:
     return {
         "config": {
             "items": items,
-            "committed_turns": len(committed),
+            "committed_turns": committed,
             "silence_duration_ms": window,
-            "vad": "server_vad defaults",
+            "vad": "server_vad defaults, webrtcvad",
         },
         "triggers": rows,
     }

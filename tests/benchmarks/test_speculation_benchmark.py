@@ -6,7 +6,7 @@ import json
 
 from benchmarks import speculation
 from server.settings import Settings
-from server.vad import whole_frames_ms
+from streaming.turns.machine import whole_frames_ms
 
 
 def test_false_starts_fall_and_savings_shrink_as_the_trigger_grows(tmp_path, capsys):
@@ -23,6 +23,6 @@ def test_false_starts_fall_and_savings_shrink_as_the_trigger_grows(tmp_path, cap
     # The 500 ms window commits at the end of the 17th silent 30 ms frame.
     trigger = Settings().speculative_start_ms
     default = next(r for r in rows if r["trigger_ms"] == trigger)
-    assert default["most_saved_ms"] == 510 - whole_frames_ms(trigger)
+    assert default["most_saved_ms"] == 510 - whole_frames_ms(trigger, 30)
     assert default["most_saved_fraction_of_window"] >= 0.8  # issue 5's target is reachable
     assert "false starts/turn" in capsys.readouterr().out

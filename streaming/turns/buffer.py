@@ -1,12 +1,12 @@
-"""The input audio buffer: 16 kHz int16 since the last commit or clear."""
+"""The input audio buffer: 16 kHz int16 since the last commit or clear, on the audio clock."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from server.audio import MODEL_SAMPLE_RATE
+from streaming.model import SAMPLE_RATE
 
-SAMPLES_PER_MS = MODEL_SAMPLE_RATE // 1000
+SAMPLES_PER_MS = SAMPLE_RATE // 1000
 
 
 class AudioBuffer:

@@ -19,8 +19,9 @@ from typing import Literal
 import numpy as np
 import soxr
 
-MODEL_SAMPLE_RATE = 16_000  # what the audio encoder reads
-TTS_SAMPLE_RATE = 24_000  # what tts.base.SpeechStream yields
+from streaming.model import SAMPLE_RATE as MODEL_SAMPLE_RATE  # the encoder's input
+from tts.base import SAMPLE_RATE as TTS_SAMPLE_RATE  # what tts.base.SpeechStream yields
+
 INT16_SCALE = 32768.0
 # soxr "MQ": holds back at most ~26 ms (8 -> 16 kHz) where "HQ" holds 66 ms, which the turn
 # detector would see late; its passband is ample for speech.

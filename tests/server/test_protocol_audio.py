@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from server import audio
+from server.protocol import audio
 
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
 
