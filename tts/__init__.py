@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tts.base import TTSBackend
 
-BACKENDS = ("espeak", "kokoro")
+BACKENDS = ("espeak", "piper")
 
 
-def get_backend(name: str = "espeak", **options: Any) -> TTSBackend:
-    """A backend by name: `espeak` (default, always available) or `kokoro` (an extra)."""
+def get_backend(
+    name: str = "espeak", *, voice_path: str | Path | None = None, **options: Any
+) -> TTSBackend:
+    """A backend by name: `espeak` (default, always available) or `piper` (the `piper` extra).
+
+    `voice_path`: a Piper voice (.onnx with its .onnx.json) or a folder of them; the default is
+    every installed Piper voice package. `options` go to the backend (e.g. `max_workers`).
+    """
     if name == "espeak":
+        if voice_path is not None:
+            raise ValueError("a voice path applies to the piper backend only (--tts-backend piper)")
         from tts.espeak_backend import EspeakBackend
 
         return EspeakBackend(**options)
-    if name == "kokoro":
-        from tts.kokoro_backend import KokoroBackend
+    if name == "piper":
+        from tts.piper_backend import PiperBackend
 
-        return KokoroBackend(**options)
+        return PiperBackend(voice_path, **options)
     raise ValueError(f"unknown TTS backend {name!r}; valid backends: {', '.join(BACKENDS)}")

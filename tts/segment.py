@@ -10,7 +10,8 @@ become "Dr.").
 - Later pieces end at sentence ends and line breaks, or at clause ends once they are long
   enough to sound natural; a piece that grows past `MAX_PIECE_CHARS` is cut at a word.
 - Never cut after an abbreviation or initial ("e.g.", "Dr.", "J."), between a number and what
-  belongs to it ("5 km", "$3 million", "March 3, 2025"), nor inside code, math or a link.
+  belongs to it ("5 km", "$3 million", "March 3, 2025"), between number words ("forty two",
+  "one hundred and five"), nor inside code, math or a link.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ _LAST_WORD = re.compile(r"\S+$")
 _SAFE_WORD = re.compile(r"[A-Za-z'’]+[,;:.!?\"')\]*_]*")  # no digits, symbols or markup
 _NUMBERED_ITEM = re.compile(r"(?:^|\n)[ \t]*\d{1,3}[.)]$")
 _KEEP_WITH_NEXT = {w.lower() for w in (*ABBREVIATIONS, *MONTHS)}
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty "
+    "ninety hundred thousand million billion trillion".split()
+)
+_NUMBER_JOINERS = frozenset({"and", "point"})  # "one hundred and five", "three point five"
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class ClauseSegmenter:
                 not self._emitted_any or len(head.strip()) >= MIN_CLAUSE_CHARS
             ):
                 return index + 1, True
-            if kind == "word":
+            if kind == "word" and not _splits_a_number(head, text[index:]):
                 if not self._emitted_any and words >= FIRST_PIECE_WORDS:
                     return index + 1, False
                 last_word_cut = index + 1
@@ -109,6 +116,19 @@ def _boundary_kind(head: str, rest: str) -> str | None:
             return None  # "March 3, 2025", "1, 2, 3": keep numbers together (or wait to see)
         return "clause"
     return "word" if _SAFE_WORD.fullmatch(word) else None
+
+
+def _splits_a_number(head: str, rest: str) -> bool:
+    """True if a cut here would part number words ("forty | two"): heard apart, each would be
+    said as a whole number, with the pause between ("forty. Two."). Waits for the next word."""
+    last = head.split()[-1].lower() if head.split() else ""
+    if last not in _NUMBER_WORDS and last not in _NUMBER_JOINERS:
+        return False
+    following = re.match(r"\s*(\S+)\s", rest)
+    if following is None:
+        return True  # the next word has not arrived whole: wait to see
+    word = following.group(1).lower()
+    return word in _NUMBER_WORDS or (last in _NUMBER_WORDS and word in _NUMBER_JOINERS)
 
 
 def _inside_construct(head: str, at_line_end: bool) -> bool:

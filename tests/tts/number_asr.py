@@ -1,7 +1,7 @@
 """The round-trip set: numbers in short sentences, spoken by the backend's voices.
 
-Used by the round-trip test (a small sample) and `benchmarks/tts.py` (the 200-item figure); the
-recogniser itself is `tts.asr`.
+Used by the round-trip test (a small sample) and `benchmarks/tts.py` (the 200-item figure, for
+every backend: `speak` says a case through a backend's stream); the recognisers are `tts.asr`.
 """
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 from tts.asr import NumberRecognizer, number_grammar, words_to_number
-from tts.espeak import synthesize
+from tts.base import TTSBackend, WordTiming
+from tts.espeak import DEFAULT_RATE_WPM, synthesize
 from tts.espeak_backend import VOICES as BACKEND_VOICES
 from tts.normalize import normalize
 
-VOICES = list(BACKEND_VOICES.values())
+VOICE_NAMES = list(BACKEND_VOICES)  # the OpenAI names, which every backend speaks
 RATES_WPM = (150, 175, 200)
 TEMPLATES = [
     "{n}",
@@ -32,7 +35,8 @@ SUFFIXES = ("apples", "kilometres away", "kilometers away")
 class Case:
     number: int
     text: str
-    voice: str
+    voice_name: str  # the backend voice (an OpenAI name)
+    voice: str  # the espeak-ng voice behind it in the espeak backend, and its pitch
     pitch: int
     requested_wpm: int  # one of RATES_WPM
     rate_wpm: int  # the rate spoken: the voice's own tempo applied, as the backend does
@@ -46,10 +50,11 @@ def cases(count: int, seed: int = 0) -> list[Case]:
             [rng.randrange(0, 100), rng.randrange(100, 1000), rng.randrange(1000, 10000)]
         )
         text = rng.choice(TEMPLATES).format(n=number)
-        spec = rng.choice(VOICES)
+        name = rng.choice(VOICE_NAMES)
+        spec = BACKEND_VOICES[name]
         requested = rng.choice(RATES_WPM)
         spoken = round(requested * spec.tempo)
-        result.append(Case(number, text, spec.espeak_voice, spec.pitch, requested, spoken))
+        result.append(Case(number, text, name, spec.espeak_voice, spec.pitch, requested, spoken))
     return result
 
 
@@ -64,3 +69,13 @@ def round_trip(case: Case, recognizer: NumberRecognizer) -> tuple[int | None, st
     )
     heard = recognizer.recognise(pcm, sample_rate)
     return words_to_number(heard.split()), heard
+
+
+async def speak(backend: TTSBackend, case: Case) -> tuple[np.ndarray, list[WordTiming]]:
+    """The case's text through a backend stream (its voice, at its rate): 24 kHz pcm, timings."""
+    stream = backend.open_stream(case.voice_name, case.requested_wpm / DEFAULT_RATE_WPM)
+    stream.feed(case.text)
+    stream.flush()
+    chunks = [chunk async for chunk in stream]
+    pcm = np.concatenate([c.pcm for c in chunks]) if chunks else np.zeros(0, np.int16)
+    return pcm, [word for chunk in chunks for word in chunk.words]

@@ -82,7 +82,18 @@ def test_a_token_is_never_split_before_its_whitespace_arrives() -> None:
 
 def test_end_pause_marks_punctuation_cuts() -> None:
     segmenter = ClauseSegmenter()
-    first = segmenter.feed("one two three four five six ")
+    first = segmenter.feed("red orange yellow green blue indigo ")
     assert [p.end_pause for p in first] == [False]
-    assert [p.end_pause for p in segmenter.feed("seven. ")] == [True]
+    assert [p.end_pause for p in segmenter.feed("violet. ")] == [True]
     assert segmenter.flush() == []
+
+
+def test_number_words_stay_in_one_piece() -> None:
+    """ "forty | two" spoken as two pieces is heard as "forty. Two." (or "forty, tune")."""
+    for text, first in [
+        ("Seven times six is forty two so there", "Seven times six is forty two "),
+        ("It is one hundred and five apples", "It is one hundred and five "),
+    ]:
+        segmenter = ClauseSegmenter()
+        pieces = [p.text for word in text.split() for p in segmenter.feed(word + " ")]
+        assert pieces == [first]
