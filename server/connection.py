@@ -2,12 +2,26 @@
 
 - One send path: everything the client gets goes through the `Outbox` and one sender task,
   which also closes the socket and takes the latency measurements at the moment of writing.
-- Backpressure: the responder's events wait while the outbox is above its high-water mark, so
-  a slow reader slows the model instead of growing memory; control events never wait.
+- The outbox is bounded in bytes (docs/security.md): the responder's events wait while it holds
+  `send_queue_bytes` or more, so a slow reader slows the model instead of growing memory; the
+  client's own messages are not read while it holds `HARD_LIMIT_FACTOR` times that; a queue
+  that does not move for `send_stall_seconds` means a client that does not read, and the
+  connection is closed with 1008 (the socket is aborted: a close frame would wait behind the
+  unread data for ever).
+- Control overtakes data, interruption flushes: errors and turn-detection events go ahead of
+  queued deltas, and cancelling a response (barge-in, `response.cancel`) drops its deltas still
+  queued, so that its `response.done` follows at once.
 - One task per response consumes the responder. Cancelling it closes the responder's async
   generator, whose `finally` stops the engine and the speech stream.
 - A response's usage and stage timings are observed when its `response.done` goes out, so a
-  discarded speculative start leaves no trace beyond the speculation counters.
+  discarded speculative start leaves no trace beyond the speculation counters. Responses are
+  counted by status when their `response.done` is queued; those cut by a disconnect count as
+  `cancelled`.
+- Catch-all: an exception that escapes the session machine is logged with the session id, the
+  client gets a generic `server_error` and the connection closes with 1011.
+- Idle: a session is idle while nothing is heard (no speech from turn detection) and no
+  response runs or plays; after `idle_timeout_seconds` of that it is closed. Client events as
+  such (`input_audio_buffer.clear`, silence) do not keep a session alive.
 """
 
 from __future__ import annotations
@@ -19,7 +33,9 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -33,45 +49,172 @@ from server.protocol import (
     Session,
     StartResponse,
 )
-from server.protocol.session import PrepareResponse
-from streaming.responder import AnswerDelta, ReasoningDelta, Responder, ResponseFinished
+from server.protocol.errors import error_event
+from server.protocol.items import new_id
+from server.protocol.session import JudgeTurnEnd, PrepareResponse, Transcribe
+from server.turn_work import EndOfTurnJudge, TurnWork
+from streaming.responder import (
+    AnswerDelta,
+    InvalidToolCall,
+    ReasoningDelta,
+    Responder,
+    ResponseFinished,
+    ResponseRefused,
+)
 from streaming.scheduler import mode_for_effort
 
 log = logging.getLogger("server.connection")
 
 AUDIO_DELTA_TYPES = ("response.output_audio.delta", "response.audio.delta")
+# A response's streamed deltas (both dialects): dropped from the queue when it is cancelled.
+DELTA_TYPES = frozenset(
+    {
+        *AUDIO_DELTA_TYPES,
+        "response.output_audio_transcript.delta",
+        "response.audio_transcript.delta",
+        "response.output_text.delta",
+        "response.text.delta",
+        "response.reasoning_text.delta",
+    }
+)
+# Events that belong to no response's stream: they go ahead of the deltas queued before them.
+URGENT_TYPES = frozenset(
+    {"error", "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"}
+)
 LOW_WATER_FRACTION = 0.5  # writers resume once the outbox has drained to half
+# The client's messages wait (TCP backpressure on the client) above this multiple of the high
+# water mark: only the answers to its own messages can take the queue there.
+HARD_LIMIT_FACTOR = 2
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long a closing session waits for its last events to go out
+WATCH_INTERVAL_SECONDS = 1.0  # the longest the watchdog sleeps between checks
+CLOSE_POLICY_VIOLATION = 1008  # RFC 6455: the client broke the rules (here: it does not read)
+CLOSE_INTERNAL_ERROR = 1011  # RFC 6455: the server hit an unexpected condition
+INTERNAL_ERROR_MESSAGE = (
+    "the session failed inside the server and has been closed; the failure is logged "
+    "under this session's id. Open a new session to go on."
+)
+
+
+@dataclass
+class Queued:
+    """One serialized event waiting in the outbox."""
+
+    text: str
+    type: str
+    response_id: str | None
+    event: dict[str, Any] | None  # what `_after_send` reads; None for deltas (only their id)
 
 
 class Outbox:
-    """An unbounded FIFO with a high-water mark that writers of bulk data wait on."""
+    """A FIFO of serialized events, counted in bytes, with a high-water mark that the responder
+    waits on and a hard limit that the client's reader waits on. Urgent events overtake the
+    deltas queued at its end, and nothing else, so the order of every other event is kept."""
 
-    def __init__(self, high_water: int) -> None:
-        self._items: deque[dict[str, Any] | Close] = deque()
-        self._high = high_water
-        self._low = max(1, int(high_water * LOW_WATER_FRACTION))
+    def __init__(self, high_water_bytes: int) -> None:
+        self._items: deque[Queued | Close] = deque()
+        self.bytes = 0
+        self._high = high_water_bytes
+        self._low = max(1, int(high_water_bytes * LOW_WATER_FRACTION))
+        self._hard = high_water_bytes * HARD_LIMIT_FACTOR
         self._ready = asyncio.Event()
-        self._writable = asyncio.Event()
+        self._writable = asyncio.Event()  # the responder may add events
+        self._room = asyncio.Event()  # the client's next message may be read
         self._writable.set()
+        self._room.set()
+        self._in_flight = False  # the sender holds an item it has not finished writing
+        self._progress_at = time.monotonic()
 
-    def push(self, item: dict[str, Any] | Close) -> None:
-        self._items.append(item)
+    def push(self, event: dict[str, Any]) -> None:
+        type_ = event["type"]
+        delta = type_ in DELTA_TYPES
+        queued = Queued(
+            json.dumps(event), type_, event.get("response_id"), None if delta else event
+        )
+        self._mark_busy()
+        if type_ in URGENT_TYPES:
+            self._items.insert(self._before_trailing_deltas(), queued)
+        else:
+            self._items.append(queued)
+        self.bytes += len(queued.text)
+        self._update()
+
+    def push_close(self, close: Close) -> None:
+        self._mark_busy()
+        self._items.append(close)
         self._ready.set()
-        if len(self._items) >= self._high:
-            self._writable.clear()
 
-    async def get(self) -> dict[str, Any] | Close:
+    def purge(self, response_id: str) -> int:
+        """Drop the queued deltas of `response_id`; returns how many bytes went."""
+        kept: deque[Queued | Close] = deque()
+        dropped = 0
+        for item in self._items:
+            if _is_delta(item) and item.response_id == response_id:
+                dropped += len(item.text)
+            else:
+                kept.append(item)
+        self._items = kept
+        self.bytes -= dropped
+        self._update()
+        return dropped
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+        self._update()
+
+    async def get(self) -> Queued | Close:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
         item = self._items.popleft()
-        if len(self._items) <= self._low:
-            self._writable.set()
+        if isinstance(item, Queued):
+            self.bytes -= len(item.text)
+        self._in_flight = True
+        self._update()
         return item
+
+    def written(self) -> None:
+        """The sender finished writing the item it took."""
+        self._in_flight = False
+        self._progress_at = time.monotonic()
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the queue has held events without the sender finishing one; 0 when idle."""
+        if not (self._in_flight or self._items):
+            return 0.0
+        return now - self._progress_at
 
     async def wait_writable(self) -> None:
         await self._writable.wait()
+
+    async def wait_room(self) -> None:
+        await self._room.wait()
+
+    def _before_trailing_deltas(self) -> int:
+        index = len(self._items)
+        while index and _is_delta(self._items[index - 1]):
+            index -= 1
+        return index
+
+    def _mark_busy(self) -> None:
+        if not (self._in_flight or self._items):
+            self._progress_at = time.monotonic()  # a stall is counted from the first event
+
+    def _update(self) -> None:
+        if self._items:
+            self._ready.set()
+        if self.bytes >= self._high:
+            self._writable.clear()
+        elif self.bytes <= self._low:
+            self._writable.set()
+        if self.bytes >= self._hard:
+            self._room.clear()
+        else:
+            self._room.set()
+
+
+def _is_delta(item: Queued | Close) -> TypeGuard[Queued]:
+    return isinstance(item, Queued) and item.type in DELTA_TYPES
 
 
 class Connection:
@@ -82,15 +225,18 @@ class Connection:
         responder: Responder,
         metrics: Metrics,
         *,
-        send_queue_events: int,
+        send_queue_bytes: int,
+        send_stall_seconds: float,
         max_session_seconds: float,
         idle_timeout_seconds: float,
+        judge: EndOfTurnJudge | None = None,
     ) -> None:
         self.ws = ws
         self.session = session
         self.responder = responder
         self.metrics = metrics
-        self.outbox = Outbox(send_queue_events)
+        self.outbox = Outbox(send_queue_bytes)
+        self.send_stall_seconds = send_stall_seconds
         self.max_session_seconds = max_session_seconds
         self.idle_timeout_seconds = idle_timeout_seconds
         self._responses: dict[str, asyncio.Task[None]] = {}
@@ -98,60 +244,167 @@ class Connection:
         self._latency: dict[str, StartResponse] = {}  # responses awaiting their first audio
         self._finished: dict[str, ResponseFinished] = {}  # observed when response.done goes out
         self._tokens: dict[str, int] = {}  # decoded so far, per response (for wasted work)
+        self._open: set[str] = set()  # responses the client was told of, until their done
         self._preparing: set[asyncio.Task[None]] = set()  # work ahead on turns in progress
         self._audio_in_ms = 0.0
         self._audio_out_ms = 0.0
         self._context = {"session_id": session.id}
+        self._closing = asyncio.Event()  # a Close is queued
+        self._broken = False  # the session machine raised: it is not called again
+        now = time.monotonic()
+        self._deadline = now + max_session_seconds
+        self._heard_at = now  # last speech heard or response event (the idle clock)
+        self._playing_until = now  # when the audio sent so far has played out at 1x
+        self._in_speech = False
+        self._sender: asyncio.Task[None] | None = None
+        self._premature_commits = 0
+        self._work = TurnWork(
+            session,
+            self._call_session,
+            responder,
+            judge,
+            metrics,
+            lambda response_id: response_id in self._latency,
+            self._context,
+        )
 
     async def run(self) -> None:
-        sender = asyncio.create_task(self._send_loop())
+        sender = self._sender = asyncio.create_task(self._send_loop())
+        receiver = asyncio.create_task(self._receive_loop())
+        watchdog = asyncio.create_task(self._watch())
+        closing = asyncio.create_task(self._closing.wait())
         try:
-            self._handle(self.session.start())
-            await self._receive_loop(sender)
+            self._call_session(self.session.start)
+            await asyncio.wait(
+                {sender, receiver, watchdog, closing}, return_when=asyncio.FIRST_COMPLETED
+            )
+            stalled = (
+                watchdog.done()
+                and not watchdog.cancelled()
+                and watchdog.exception() is None
+                and watchdog.result()
+            )
+            if stalled:
+                await self._abort(CLOSE_POLICY_VIOLATION, "the client does not read its events")
+            elif self._closing.is_set() and not sender.done():
+                await asyncio.wait({sender}, timeout=CLOSE_TIMEOUT_SECONDS)
+                if not sender.done():
+                    await self._abort(
+                        CLOSE_POLICY_VIOLATION, "closing, and its events are not read"
+                    )
         finally:
+            for task in (receiver, watchdog, closing):
+                task.cancel()
             tasks = [*self._responses.values(), *self._preparing]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._work.close()
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            await asyncio.gather(sender, receiver, watchdog, closing, return_exceptions=True)
+            for _ in self._open:  # cut by the disconnect: the client never got their done
+                self.metrics.responses.labels("cancelled").inc()
+            self._open.clear()
 
-    async def _receive_loop(self, sender: asyncio.Task[None]) -> None:
-        deadline = time.monotonic() + self.max_session_seconds
-        while not self.session.closed and not sender.done():
-            remaining = deadline - time.monotonic()
-            timeout = min(remaining, self.idle_timeout_seconds)
+    async def _receive_loop(self) -> None:
+        while True:
+            await self.outbox.wait_room()  # a client that does not read is not read either
             try:
-                message = await asyncio.wait_for(self.ws.receive(), timeout=max(timeout, 0))
-            except TimeoutError:
-                expired = time.monotonic() >= deadline
-                code = ErrorCode.SESSION_EXPIRED if expired else ErrorCode.SESSION_IDLE_TIMEOUT
-                text = (
-                    f"the session reached its maximum duration of {self.max_session_seconds:g} s"
-                    if expired
-                    else f"no client event for {self.idle_timeout_seconds:g} s"
-                )
-                log.info("closing session: %s", text, extra={**self._context, "code": str(code)})
-                self._handle(self.session.close(code, text))
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sender, CLOSE_TIMEOUT_SECONDS)
-                return
+                message = await self.ws.receive()
             except WebSocketDisconnect:
                 return
-            if message["type"] == "websocket.disconnect":
+            if message["type"] == "websocket.disconnect" or self._closing.is_set():
                 return
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            self._handle(self.session.receive(data, time.monotonic()))
+            now = time.monotonic()
+            self._call_session(self.session.receive, data, now)
+            if self._in_speech:
+                self._heard_at = now  # speech goes on as long as its audio keeps coming
+
+    # --- lifetime ----------------------------------------------------------------------
+
+    async def _watch(self) -> bool:
+        """Session lifetime and idleness (closed here), and a stalled send queue (returns
+        True: `run` aborts the connection, so that no cancellation cuts the abort short)."""
+        while not self._closing.is_set():
+            now = time.monotonic()
+            if self.outbox.stalled_for(now) >= self.send_stall_seconds:
+                return True
+            if now >= self._deadline:
+                self._close_session(
+                    ErrorCode.SESSION_EXPIRED,
+                    f"the session reached its maximum duration of {self.max_session_seconds:g} s",
+                )
+                return False
+            if self._idle_for(now) >= self.idle_timeout_seconds:
+                self._close_session(
+                    ErrorCode.SESSION_IDLE_TIMEOUT,
+                    f"nothing was heard and no response ran for {self.idle_timeout_seconds:g} s",
+                )
+                return False
+            await asyncio.sleep(self._next_check(now))
+        return False
+
+    def _idle_for(self, now: float) -> float:
+        if self._in_speech or self._open or self._responses:
+            return 0.0
+        return now - max(self._heard_at, self._playing_until)
+
+    def _next_check(self, now: float) -> float:
+        idle_left = self.idle_timeout_seconds - self._idle_for(now)
+        stall_left = self.send_stall_seconds - self.outbox.stalled_for(now)
+        return max(0.01, min(WATCH_INTERVAL_SECONDS, self._deadline - now, idle_left, stall_left))
+
+    def _close_session(self, code: ErrorCode, text: str) -> None:
+        log.info("closing session: %s", text, extra={**self._context, "code": str(code)})
+        self.metrics.connections_closed.labels(str(code)).inc()
+        self._call_session(self.session.close, code, text)
+
+    async def _abort(self, code: int, reason: str) -> None:
+        """Close a connection whose client does not read: nothing queued can reach it."""
+        log.warning(
+            "closing connection %d: %s", code, reason, extra={**self._context, "code": code}
+        )
+        self.metrics.connections_closed.labels("not_reading").inc()
+        self._closing.set()
+        self.outbox.clear()
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+        # With server.edge's protocol a close on a socket that does not drain aborts it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, reason), CLOSE_TIMEOUT_SECONDS)
 
     # --- outputs -----------------------------------------------------------------------
+
+    def _call_session(self, call: Callable[..., list[Output]], *args: Any) -> None:
+        """Run one session method and act on its outputs; the catch-all for the machine."""
+        if self._broken:
+            return
+        try:
+            self._handle(call(*args))
+        except Exception:
+            self._break()
+
+    def _break(self) -> None:
+        """The session machine raised: log it, tell the client without details, close 1011."""
+        log.exception("session failed; closing with 1011", extra=self._context)
+        self._broken = True
+        self.metrics.connections_closed.labels(str(ErrorCode.SERVER_ERROR)).inc()
+        self.outbox.clear()
+        event = error_event(new_id("event"), ErrorCode.SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+        self.outbox.push(event)
+        self.outbox.push_close(Close(CLOSE_INTERNAL_ERROR, "internal error"))
+        self._closing.set()
+        for task in self._responses.values():
+            task.cancel()
 
     def _handle(self, outputs: list[Output]) -> None:
         for output in outputs:
             if isinstance(output, dict):
-                self.outbox.push(output)
+                self._push(output)
             elif isinstance(output, StartResponse):
                 self._start(output)
             elif isinstance(output, ConfirmResponse):
@@ -160,9 +413,33 @@ class Connection:
                 self._cancel(output)
             elif isinstance(output, PrepareResponse):
                 self._prepare(output)
+            elif isinstance(output, JudgeTurnEnd):
+                self._work.judge_turn_end(output)
+            elif isinstance(output, Transcribe):
+                self._work.transcribe(output)
             elif isinstance(output, Close):
-                self.outbox.push(output)
+                self.outbox.push_close(output)
+                self._closing.set()
         self._count_audio()
+
+    def _push(self, event: dict[str, Any]) -> None:
+        type_ = event["type"]
+        if type_ == "input_audio_buffer.speech_started":
+            self._in_speech = True
+            self._heard_at = time.monotonic()
+        elif type_ == "input_audio_buffer.speech_stopped":
+            self._in_speech = False
+            self._heard_at = time.monotonic()
+        elif type_ == "response.created":
+            self._heard_at = time.monotonic()
+        elif type_ == "response.done":
+            self._heard_at = time.monotonic()
+            response = event["response"]
+            self._open.discard(response["id"])
+            self.metrics.responses.labels(response["status"]).inc()
+        elif type_ == "error":
+            self.metrics.protocol_errors.labels(event["error"]["code"]).inc()
+        self.outbox.push(event)
 
     def _start(self, action: StartResponse) -> None:
         self._started[action.response_id] = action
@@ -170,6 +447,7 @@ class Connection:
             self.metrics.speculative_starts.inc()
         else:
             self._latency[action.response_id] = action
+            self._open.add(action.response_id)
         task = asyncio.create_task(self._run_response(action))
         self._responses[action.response_id] = task
         task.add_done_callback(lambda _: self._responses.pop(action.response_id, None))
@@ -182,8 +460,12 @@ class Connection:
         started = self._started.get(action.response_id)
         if started is not None:
             self._latency[action.response_id] = dataclasses.replace(
-                started, speech_end_at=action.speech_end_at, committed_at=action.committed_at
+                started,
+                speech_end_at=action.speech_end_at,
+                committed_at=action.committed_at,
+                detector=action.detector,
             )
+        self._open.add(action.response_id)
         self.metrics.speculations.labels("used").inc()
         log.info(
             "speculation confirmed", extra={**self._context, "response_id": action.response_id}
@@ -194,6 +476,8 @@ class Connection:
         self._latency.pop(action.response_id, None)
         self._finished.pop(action.response_id, None)
         tokens = self._tokens.pop(action.response_id, 0)
+        # interruption flushes what was not sent yet
+        self.metrics.flushed_bytes.inc(self.outbox.purge(action.response_id))
         task = self._responses.get(action.response_id)
         if task is not None:
             task.cancel()
@@ -228,14 +512,32 @@ class Connection:
                     self._tokens[response_id] = self._tokens.get(response_id, 0) + event.tokens
                 elif isinstance(event, ResponseFinished):
                     self._finished[response_id] = event
-                self._handle(self.session.on_response_event(response_id, event))
-                if isinstance(event, ResponseFinished):
+                self._call_session(self.session.on_response_event, response_id, event)
+                if isinstance(event, ResponseFinished) or self._broken:
                     break
         except asyncio.CancelledError:
             raise
+        except ResponseRefused as refused:  # the request, not the server: the client is told
+            log.info(
+                "response refused: %s",
+                refused.message,
+                extra={**self._context, "response_id": response_id},
+            )
+            code = ErrorCode(refused.code)
+            self._call_session(self.session.on_response_failed, response_id, code, refused.message)
+        except InvalidToolCall as invalid:
+            log.warning(
+                "the model wrote an invalid tool call: %s",
+                invalid,
+                extra={**self._context, "response_id": response_id},
+            )
+            message = "the model wrote a tool call that could not be parsed; it is logged"
+            self._call_session(
+                self.session.on_response_failed, response_id, ErrorCode.INVALID_TOOL_CALL, message
+            )
         except Exception:
             log.exception("responder failed", extra={**self._context, "response_id": response_id})
-            self._handle(self.session.on_response_failed(response_id))
+            self._call_session(self.session.on_response_failed, response_id)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -248,13 +550,22 @@ class Connection:
         self.metrics.answer_tokens.inc(event.answer_tokens)
 
     def _count_audio(self) -> None:
+        premature = self.session.turns.stats.premature_commits
+        if premature > self._premature_commits:
+            detection = self.session.config.turn_detection
+            detector = detection.type if detection is not None else "client"
+            self.metrics.premature_commits.labels(detector).inc(premature - self._premature_commits)
+            self._premature_commits = premature
         stats = self.session.stats
         if stats.audio_in_ms > self._audio_in_ms:
             self.metrics.audio_in.inc((stats.audio_in_ms - self._audio_in_ms) / 1000)
             self._audio_in_ms = stats.audio_in_ms
         if stats.audio_out_ms > self._audio_out_ms:
-            self.metrics.audio_out.inc((stats.audio_out_ms - self._audio_out_ms) / 1000)
+            added_s = (stats.audio_out_ms - self._audio_out_ms) / 1000
+            self.metrics.audio_out.inc(added_s)
             self._audio_out_ms = stats.audio_out_ms
+            # the client plays it at 1x: the session is not idle before it has played out
+            self._playing_until = max(self._playing_until, time.monotonic()) + added_s
 
     # --- the one send path -------------------------------------------------------------
 
@@ -263,27 +574,28 @@ class Connection:
             item = await self.outbox.get()
             if isinstance(item, Close):
                 await self.ws.close(item.code, item.reason[:120])  # a close reason is <= 123 bytes
+                self.outbox.written()
                 return
-            await self.ws.send_text(json.dumps(item))
-            self._after_send(item)
+            await self.ws.send_text(item.text)
+            self.outbox.written()
+            if item.event is not None or item.type in AUDIO_DELTA_TYPES:
+                self._after_send(item)
 
-    def _after_send(self, event: dict[str, Any]) -> None:
-        type_ = event["type"]
-        if type_ in AUDIO_DELTA_TYPES:
-            action = self._latency.pop(event["response_id"], None)
+    def _after_send(self, item: Queued) -> None:
+        if item.type in AUDIO_DELTA_TYPES:
+            action = self._latency.pop(item.response_id or "", None)
             if action is not None:
                 self._observe_first_audio(action, time.monotonic())
-        elif type_ == "error":
-            self.metrics.protocol_errors.labels(event["error"]["code"]).inc()
-        elif type_ == "response.done":
-            response = event["response"]
+                self._work.response_spoke(action.response_id)
+        elif item.type == "response.done" and item.event is not None:
+            response = item.event["response"]
+            self._work.response_spoke(response["id"])
             started = self._started.pop(response["id"], None)
             self._latency.pop(response["id"], None)
             self._tokens.pop(response["id"], None)
             finished = self._finished.pop(response["id"], None)
             if finished is not None and started is not None:
                 self._observe_finished(finished, _mode(started))
-            self.metrics.responses.labels(response["status"]).inc()
             log.info(
                 "response done",
                 extra={
@@ -301,9 +613,9 @@ class Connection:
             return  # no VAD turn: first-packet latency is defined from the end of speech
         self.metrics.first_audio_latency.labels(mode).observe(written_at - action.speech_end_at)
         if action.committed_at is not None:
-            self.metrics.stage.labels("endpoint", mode).observe(
-                action.committed_at - action.speech_end_at
-            )
+            endpoint = action.committed_at - action.speech_end_at
+            self.metrics.stage.labels("endpoint", mode).observe(endpoint)
+            self.metrics.endpoint_delay.labels(action.detector).observe(endpoint)
 
 
 def _mode(action: StartResponse) -> str:

@@ -14,6 +14,10 @@ from server.protocol import models as m
 from server.protocol.errors import ErrorCode, ProtocolError
 
 EVENT_ID_SNIFF_BYTES = 256  # where to look for `event_id` in a message not worth parsing
+# Deepest nesting of arrays and objects a message may have. The deepest real message is a tool's
+# JSON schema inside `session.tools`, a handful of levels; past this the message is an attack on
+# the recursion of whatever walks it next (validation, rendering, the prompt template).
+MAX_JSON_DEPTH = 64
 
 # pydantic error type -> our code; anything else is a wrong type or value
 _VALIDATION_CODES = {
@@ -22,16 +26,80 @@ _VALIDATION_CODES = {
 }
 
 
-def parse_json(message: str | bytes) -> dict[str, Any]:
+def load_json(message: str | bytes) -> Any:
+    """Any JSON value, checked: valid UTF-8, no NaN or Infinity, at most `MAX_JSON_DEPTH` levels
+    of nesting, and no lone UTF-16 surrogate (`"\\ud800"`) in any string or key, so that what
+    passes can be encoded, rendered and tokenized again. Raises `ProtocolError(INVALID_JSON)`
+    saying what to fix."""
     try:
-        data = json.loads(message)
+        data = json.loads(message, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ProtocolError(ErrorCode.INVALID_JSON, _too_deep_message()) from None
     except (ValueError, UnicodeDecodeError) as error:
         raise ProtocolError(
             ErrorCode.INVALID_JSON, f"the message is not valid JSON: {error}"
         ) from None
+    _check_tree(data)
+    return data
+
+
+def parse_json(message: str | bytes) -> dict[str, Any]:
+    """A client event's JSON object (see `load_json` for the checks)."""
+    data = load_json(message)
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_JSON, "a client event must be a JSON object")
     return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (RFC 8259); send a finite number")
+
+
+def _too_deep_message() -> str:
+    return (
+        f"the message nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; flatten it"
+    )
+
+
+def _check_tree(data: Any) -> None:
+    """Depth and string checks over the parsed value, without recursion. Only containers are
+    stacked, so a long array of numbers costs one type check per element."""
+    if isinstance(data, str):
+        _check_string(data, ())
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(data, 0, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            raise ProtocolError(ErrorCode.INVALID_JSON, _too_deep_message())
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in pairs:
+            if isinstance(key, str):
+                _check_string(key, path)
+            if isinstance(child, str):
+                _check_string(child, (*path, key))
+            elif isinstance(child, dict | list):
+                stack.append((child, depth + 1, (*path, key)))
+
+
+def _check_string(text: str, path: tuple[str | int, ...]) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        surrogate = text[error.start]
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON,
+            f"a string holds a lone UTF-16 surrogate ({surrogate!r}), which is not Unicode "
+            "text; escape characters beyond U+FFFF as a high and low surrogate pair",
+            _param(path),
+        ) from None
+
+
+def _param(path: tuple[str | int, ...]) -> str | None:
+    return ".".join(str(part) for part in path) or None
 
 
 def validate(data: dict[str, Any]) -> m.ClientEvent:
