@@ -6,28 +6,38 @@ uvicorn.run(app, host=settings.bind_host(), port=settings.port)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvicorn
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
-from server.auth import MAX_SECRET_TTL_SECONDS, MIN_SECRET_TTL_SECONDS, KeyStore, token_from
+from server.auth import (
+    MAX_SECRET_TTL_SECONDS,
+    MIN_SECRET_TTL_SECONDS,
+    OPEN_OWNER,
+    KeyStore,
+    TooManySecrets,
+    token_from,
+)
 from server.connection import Connection
+from server.edge import BodyLimit, OriginCheck, Refusals, is_loopback_host, server_config
 from server.metrics import Metrics
 from server.protocol import ErrorCode, Limits, ProtocolError, Session, SessionConfig
 from server.protocol.config import apply_update
 from server.protocol.items import new_id
-from server.protocol.models import SessionIn
+from server.protocol.parse import load_json
 from server.protocol.render import render_session
 from server.settings import Settings
-from server.vad import ServerVad
-from streaming.responder import Responder
+from server.turn_work import EndOfTurnJudge
+from server.web import mount_page, page_config
+from streaming.responder import REASONING_EFFORTS, Responder
 
 log = logging.getLogger("server.app")
 
@@ -43,7 +53,7 @@ def default_config(settings: Settings, voices: list[str]) -> SessionConfig:
         model=settings.model_name,
         instructions=settings.instructions,
         voice=settings.default_voice or (voices[0] if voices else ""),
-        turn_detection=ServerVad(),
+        turn_detection=settings.default_turn_detection(),
         reasoning_effort=settings.reasoning_effort,
     )
 
@@ -53,13 +63,70 @@ def _http_error(status: int, code: str, message: str, param: str | None = None) 
     return JSONResponse({"error": error}, status_code=status)
 
 
+@contextlib.asynccontextmanager
+async def _warming(app: FastAPI) -> AsyncIterator[None]:
+    """While the server runs: warm the responder's engine up in the background (a vLLM start
+    takes from seconds to minutes); `/readyz` answers 503 until that is done. At shutdown the
+    responder is closed, so that an engine's own processes (vLLM's) end with the server."""
+    responder: Responder = app.state.responder
+    warm_up = getattr(responder, "warm_up", None)
+    task = None
+    if warm_up is not None:
+        app.state.ready = False
+        task = asyncio.create_task(_warm_up(app, warm_up))
+    yield
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await responder.close()
+
+
+async def _warm_up(app: FastAPI, warm_up: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await warm_up()
+    except Exception:  # readyz stays 503; the cause is in the log
+        log.exception("the engine did not start")
+        return
+    app.state.ready = True
+    log.info("engine warmed up: ready")
+
+
+def _engine_status(responder: Responder) -> dict[str, object]:
+    status = getattr(responder, "engine_status", None)
+    return dict(status()) if status is not None else {}
+
+
 def create_app(responder: Responder, settings: Settings | None = None) -> FastAPI:
     """The server app around any `Responder`; tests run it with uvicorn on 127.0.0.1:0."""
     settings = settings or Settings()
-    app = FastAPI(title="step-realtime", version="0.1.0")
-    keys = KeyStore(settings.api_keys)
+    docs = settings.api_docs  # off unless asked for: the API is the Realtime protocol's
+    app = FastAPI(
+        title="step-realtime",
+        version="0.1.0",
+        lifespan=_warming,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    keys = KeyStore(settings.api_keys, max_per_key=settings.max_client_secrets_per_key)
     metrics = Metrics(settings.max_sessions, settings.first_audio_target_seconds)
+    refusals = Refusals(metrics)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_http_body_bytes,
+        timeout_seconds=settings.http_body_timeout_seconds,
+        refusals=refusals,
+    )
+    app.add_middleware(  # outermost: a refused origin's body is never read
+        OriginCheck,
+        allowed_origins=settings.allowed_origins,
+        loopback_only=not keys.required and not settings.allow_remote_without_auth,
+        refusals=refusals,
+    )
     voices = responder.voices()
+    judge = EndOfTurnJudge()  # semantic_vad's model, shared by all sessions
+    if settings.turn_detection == "semantic_vad":
+        judge.warm_up()  # not at the first user's first pause
     limits = Limits(
         max_message_bytes=settings.max_message_bytes,
         max_input_buffer_ms=int(settings.max_input_buffer_seconds * 1000),
@@ -67,14 +134,22 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
     app.state.settings = settings
     app.state.keys = keys
     app.state.metrics = metrics
+    app.state.refusals = refusals
     app.state.responder = responder
     app.state.active_sessions = 0
     app.state.ready = True
 
-    def config_from(session: dict[str, Any] | None) -> SessionConfig:
+    def config_from(session: object) -> SessionConfig:
+        """A new session's configuration: the server's defaults, with `session` applied; a
+        client secret's session must be valid whole (it is created, not updated)."""
         config = default_config(settings, voices)
-        if session:
-            config = apply_update(config, SessionIn.model_validate(session), voices)
+        if session is None:
+            return config
+        if not isinstance(session, dict):
+            raise ProtocolError(ErrorCode.INVALID_VALUE, "session must be an object", "session")
+        config, errors = apply_update(config, session, voices, limits.config)
+        if errors:
+            raise errors[0]
         return config
 
     @app.get("/healthz")
@@ -84,22 +159,36 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         full = app.state.active_sessions >= settings.max_sessions
-        ready = app.state.ready and not full
+        engine = _engine_status(responder)
+        ready = app.state.ready and not full and engine.get("healthy", True) is not False
         body = {"status": "ready" if ready else "not ready", "sessions": app.state.active_sessions}
+        if engine:  # capacity for a balancer or an autoscaler (docs/scaling.md)
+            body["engine"] = engine
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
-    async def metrics_endpoint() -> PlainTextResponse:
+    @app.get("/metrics", response_model=None)
+    async def metrics_endpoint(request: Request) -> PlainTextResponse | JSONResponse:
+        if keys.required and not settings.open_metrics:
+            if not keys.is_api_key(token_from(request.headers)):
+                refusals.refuse("invalid_api_key", "/metrics without an API key", _peer(request))
+                return _http_error(401, "invalid_api_key", "/metrics needs an API key")
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/realtime/client_secrets")
     async def client_secrets(request: Request) -> JSONResponse:
-        if keys.required and not keys.is_api_key(token_from(request.headers)):
+        token = token_from(request.headers)
+        if keys.required and not keys.is_api_key(token):
+            refusals.refuse("invalid_api_key", "client_secrets without an API key", _peer(request))
             return _http_error(401, "invalid_api_key", "an API key is required to mint secrets")
+        if not keys.required and not is_loopback_host(_peer(request)):
+            message = "a server without API keys mints client secrets for loopback clients only"
+            refusals.refuse("not_loopback", message, _peer(request))
+            return _http_error(403, "not_loopback", message)
+        raw = await request.body()  # read (and capped) by BodyLimit
         try:
-            body = await request.json()
-        except ValueError:
-            body = None
+            body = load_json(raw) if raw.strip() else None
+        except ProtocolError as error:
+            return _http_error(400, str(error.code), error.message, error.param)
         if not isinstance(body, dict):
             body = {}
         expires = body.get("expires_after")
@@ -116,14 +205,14 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
         session = body.get("session")
         try:
             config = config_from(session)
-        except ValidationError as error:
-            first = error.errors()[0]
-            param = "session." + ".".join(str(p) for p in first["loc"])
-            return _http_error(400, str(ErrorCode.INVALID_VALUE), f"{param}: {first['msg']}", param)
         except ProtocolError as error:
             return _http_error(400, str(error.code), error.message, error.param)
-        value, expires_at = keys.mint(ttl, session)
         rendered = render_session(new_id("sess"), config, beta=False)
+        try:  # minted last: a request that fails above leaves no secret behind
+            value, expires_at = keys.mint(ttl, session, owner=token or OPEN_OWNER)
+        except TooManySecrets as error:
+            refusals.refuse("too_many_client_secrets", str(error), _peer(request))
+            return _http_error(429, "too_many_client_secrets", str(error))
         return JSONResponse({"value": value, "expires_at": expires_at, "session": rendered})
 
     @app.websocket("/v1/realtime")
@@ -131,6 +220,7 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
         offered = ws.scope.get("subprotocols", [])
         grant = keys.check(token_from(ws.headers, offered))
         if grant is None:
+            refusals.refuse("invalid_api_key", "handshake without a valid key", _peer(ws))
             await _deny(ws, "missing or invalid API key or client secret")
             return
         beta = BETA_HEADER_VALUE in ws.headers.get("openai-beta", "") or BETA_SUBPROTOCOL in offered
@@ -146,11 +236,12 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
             beta=beta,
             limits=limits,
             speculate_after_ms=settings.speculative_start_ms or None,
+            vad=settings.vad,
         )
         context = {"session_id": session.id}
         if app.state.active_sessions >= settings.max_sessions:
             metrics.sessions_rejected.inc()
-            log.warning("session refused: at capacity", extra=context)
+            refusals.log.refused("session_limit_reached", "session refused: at capacity", _peer(ws))
             await _refuse(ws, session, settings.max_sessions)
             return
         app.state.active_sessions += 1
@@ -163,9 +254,11 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
                 session,
                 responder,
                 metrics,
-                send_queue_events=settings.send_queue_events,
+                send_queue_bytes=settings.send_queue_bytes,
+                send_stall_seconds=settings.send_stall_seconds,
                 max_session_seconds=settings.max_session_seconds,
                 idle_timeout_seconds=settings.idle_timeout_seconds,
+                judge=judge,
             )
             await connection.run()
         finally:
@@ -173,7 +266,24 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
             metrics.sessions_active.dec()
             log.info("session closed", extra=context)
 
+    mount_page(  # the browser page at /, its files under /web/ (server/web/README.md)
+        app,
+        page_config(
+            model=settings.model_name,
+            voices=voices,
+            default_voice=default_config(settings, voices).voice or None,
+            efforts=list(REASONING_EFFORTS),
+            default_effort=settings.reasoning_effort,
+            auth_required=keys.required,
+            first_audio_target_seconds=settings.first_audio_target_seconds,
+        ),
+    )
     return app
+
+
+def _peer(connection: Request | WebSocket) -> str | None:
+    """The client's address (behind a trusted proxy: the forwarded one, see docs/security.md)."""
+    return connection.client.host if connection.client else None
 
 
 async def _deny(ws: WebSocket, message: str) -> None:
@@ -204,10 +314,4 @@ def serve(responder: Responder, settings: Settings) -> None:
     """Run the server in this process until interrupted."""
     settings.check()
     app = create_app(responder, settings)
-    uvicorn.run(
-        app,
-        host=settings.bind_host(),
-        port=settings.port,
-        log_config=None,  # our JSON logs
-        ws_max_size=settings.max_message_bytes * 4,  # larger still gets a clean error event
-    )
+    uvicorn.Server(server_config(app, settings)).run()  # guarded protocols: server/edge.py

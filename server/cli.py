@@ -93,7 +93,23 @@ def load_responder(spec: str | None, settings: Settings) -> Responder:
     return getattr(importlib.import_module(module_name), factory)()
 
 
+def vllm_options(settings: Settings) -> Any:
+    """vLLM's knobs from the server's settings (`--engine vllm`)."""
+    from streaming.engine.vllm_engine import VllmOptions
+
+    return VllmOptions(
+        tensor_parallel_size=settings.tensor_parallel_size,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        cpu_kv_cache_gib=settings.cpu_kv_cache_gib,
+        max_sequences=settings.max_sequences,
+        max_model_len=settings.max_seq_len,
+        enforce_eager=settings.enforce_eager,
+        dtype=settings.dtype,
+    )
+
+
 def open_model(settings: Settings) -> Responder:
+    from streaming.engine.base import EngineError
     from streaming.model.config import CheckpointError
     from streaming.pipeline import ResponderSettings
     from streaming.pipeline import load_responder as load_model_responder
@@ -106,7 +122,10 @@ def open_model(settings: Settings) -> Responder:
             dtype=settings.dtype,
             max_sequences=settings.max_sequences,
             max_seq_len=settings.max_seq_len,
+            engine=settings.engine,
+            vllm_options=vllm_options(settings) if settings.engine == "vllm" else None,
             tts_backend=settings.tts_backend,
+            tts_voice_path=settings.tts_voice_path,
             settings=ResponderSettings(
                 temperature=settings.temperature,
                 schedule=ScheduleSettings(
@@ -116,7 +135,7 @@ def open_model(settings: Settings) -> Responder:
                 ),
             ),
         )
-    except (CheckpointError, ValueError) as error:
+    except (CheckpointError, EngineError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

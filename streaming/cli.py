@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from streaming.model import SAMPLE_RATE as MODEL_SAMPLE_RATE
 from streaming.responder import (
+    REASONING_EFFORTS,
     AnswerDelta,
     ReasoningDelta,
     ResponseFinished,
@@ -23,8 +26,14 @@ from streaming.responder import (
     Turn,
 )
 
-MODEL_SAMPLE_RATE = 16_000
-DIM, RESET = "\033[2m", "\033[0m"
+ANSI_DIM, ANSI_RESET = "\033[2m", "\033[0m"
+
+
+def _colours() -> tuple[str, str]:
+    """Dim reasoning on a terminal; plain text into pipes and files, or with NO_COLOR set."""
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        return ANSI_DIM, ANSI_RESET
+    return "", ""
 
 
 def add_answer_command(subparsers: argparse._SubParsersAction) -> None:
@@ -42,9 +51,18 @@ def add_answer_command(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint directory (default: the embedded model)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "vllm"),
+        default="torch",
+        help="decoding engine: torch (our loop) or vllm (vLLM, the vllm extra)",
+    )
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
     parser.add_argument(
-        "--effort", default=None, help="reasoning effort: minimal, low, medium, high, xhigh"
+        "--effort",
+        default=None,
+        choices=REASONING_EFFORTS,
+        help="reasoning effort (default: medium)",
     )
     parser.add_argument("--max-tokens", type=int, default=1024, help="most tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
@@ -84,8 +102,16 @@ async def _answer(args: argparse.Namespace) -> int:
     from streaming.pipeline import load_responder
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from streaming.model.config import CheckpointError
+
     wave = read_audio(args.audio)
-    responder = load_responder(args.model, device=args.device, dtype=args.dtype)
+    try:
+        responder = load_responder(
+            args.model, device=args.device, dtype=args.dtype, engine=args.engine
+        )
+    except (CheckpointError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    dim, reset = _colours()
     request = ResponseRequest(
         turns=[Turn("user", audio=wave)],
         speak=args.speak is not None,
@@ -100,7 +126,7 @@ async def _answer(args: argparse.Namespace) -> int:
         async for event in responder.respond(request):
             if isinstance(event, ReasoningDelta):
                 in_reasoning = True
-                _write(f"{DIM}{event.text}{RESET}")
+                _write(f"{dim}{event.text}{reset}")
             elif isinstance(event, AnswerDelta):
                 if in_reasoning:
                     _write("\n\n")

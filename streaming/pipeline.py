@@ -3,7 +3,7 @@
 `ModelResponder` implements `streaming.responder.Responder` over one checkpoint, one shared
 engine (so concurrent sessions share decode steps) and one TTS backend. For each response it
 encodes the user's audio (cached per conversation item), builds the prompt, lets the reasoning
-scheduler (`streaming.scheduler`, DESIGN section 6) run the reasoning and answer branches on the
+scheduler (`streaming.scheduler`, docs/ARCHITECTURE.md) run the reasoning and answer branches on the
 engine in the mode of the request's reasoning effort, sends answer text to the speech stream as
 it is decoded (reasoning is never spoken), and merges the two outputs (text deltas and audio
 chunks) into one event stream.
@@ -33,21 +33,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from streaming.engine.base import Engine, Prompt, SamplingParams, TokenStream
+from streaming.engine.base import Engine, EngineError, Prompt, SamplingParams, TokenStream
+from streaming.engine.vllm_engine import VllmOptions
 from streaming.model.checkpoint import LoadedModel
 from streaming.model.frontend import CHUNK_SAMPLES, split_chunks
 from streaming.model.prompt import Message, PromptBuilder, audio_message
-from streaming.reasoning import ReplyParser
+from streaming.reasoning import IncrementalDetokenizer, ReplyParser
 from streaming.responder import (
     AnswerDelta,
+    InvalidToolCall,
     Responder,
     ResponseEvent,
     ResponseFinished,
+    ResponseRefused,
     ResponseRequest,
     SpeechChunk,
+    ToolCallDelta,
+    ToolCalled,
+    TranscriptDelta,
     Turn,
 )
 from streaming.scheduler import ReplyScheduler, ScheduleSettings, schedule_for
+from streaming.tool_calls import ParsedDelta, ToolCallError, ToolCallParser
 from tts.base import SpeechStream, TTSBackend
 
 logger = logging.getLogger(__name__)
@@ -61,6 +68,11 @@ AUDIO_CACHE_CHUNKS = 256
 LISTENING_TURNS = 16
 # A listening sequence is only prefilled; its one generated token is never read.
 LISTEN = SamplingParams(max_tokens=1)
+# A transcript is the words of one turn: Whisper's own cap on the tokens of a 30 s window.
+TRANSCRIPT_MAX_TOKENS = 448
+# Positions kept free beside the prompt and the reply: the scheduler's answer segments add the
+# `</think>` line and a newline to the reasoning they are conditioned on.
+PROMPT_SLACK = 8
 
 
 @dataclass(frozen=True)
@@ -97,11 +109,25 @@ class ModelResponder(Responder):
         await self.engine.close()
         await self.tts.close()
 
+    async def warm_up(self) -> None:
+        """Start and warm up the engine; the server turns ready after this."""
+        await self.engine.warm_up()
+
+    def engine_status(self) -> dict[str, object]:
+        """The engine's health and capacity, for `/readyz` (and a balancer, see docs/scaling.md)."""
+        capacity = self.engine.capacity
+        return {
+            "healthy": self.engine.healthy,
+            "active_sequences": self.engine.active_sequences,
+            "max_sequences": capacity.max_sequences,
+            "max_cached_tokens": capacity.max_cached_tokens,
+            "max_context": capacity.max_context,
+        }
+
     async def respond(self, request: ResponseRequest) -> AsyncIterator[ResponseEvent]:
         clock = StageClock()
-        messages = await self._messages(request)
+        conversation = await self._conversation(request)
         clock.mark("encode")
-        conversation = self.builder.build(messages, add_generation_prompt=False)
         schedule = schedule_for(request.reasoning_effort, self.settings.schedule)
         scheduler = ReplyScheduler(
             self.engine,
@@ -118,7 +144,8 @@ class ModelResponder(Responder):
             if request.speak
             else None
         )
-        reply = _Reply(scheduler, speech, clock, input_tokens=len(conversation))
+        tools = {str(tool.get("name")) for tool in request.tools}
+        reply = _Reply(scheduler, speech, clock, input_tokens=len(conversation), tools=tools)
         try:
             async for event in reply.events():
                 yield event
@@ -142,18 +169,112 @@ class ModelResponder(Responder):
             stop_ids=self.loaded.special.stop_ids,
         )
 
+    async def _conversation(self, request: ResponseRequest) -> Prompt:
+        """The prompt up to the assistant turn, with the oldest exchanges left out where the
+        model's context or its trained history would be exceeded (`request.truncation`)."""
+        messages = await self._messages(request)
+        lead = 1 if request.instructions else 0
+        fixed = len(
+            self.builder.build(messages[:lead], tools=request.tools, add_generation_prompt=False)
+        )
+        exchanges = _exchanges(messages[lead:])
+        lengths = [
+            sum(len(self.builder.build([m], add_generation_prompt=False)) for m in ex)
+            for ex in exchanges
+        ]
+        drop = self._exchanges_to_drop(request, fixed, lengths)
+        kept = [message for exchange in exchanges[drop:] for message in exchange]
+        if drop:
+            logger.info("conversation truncated: %d oldest exchanges left out", drop)
+        return self.builder.build(
+            [*messages[:lead], *kept], tools=request.tools, add_generation_prompt=False
+        )
+
+    def _exchanges_to_drop(self, request: ResponseRequest, fixed: int, lengths: list[int]) -> int:
+        """How many of the oldest exchanges leave the context (the live one always stays)."""
+        room = self._context_limit() - self._sampling(request).max_tokens - PROMPT_SLACK
+        history_turns = self.loaded.config.max_history_turns
+        needed = 0
+        while fixed + sum(lengths[needed:]) > room or (
+            history_turns is not None and len(lengths) - needed - 1 > history_turns
+        ):
+            needed += 1
+            if needed >= len(lengths):
+                raise ResponseRefused(
+                    "context_length_exceeded",
+                    f"the instructions, tools and the last turn take {fixed + lengths[-1]} "
+                    f"tokens; the model has room for {room} beside max_output_tokens "
+                    f"{self._sampling(request).max_tokens}: shorten them",
+                )
+        truncation = request.truncation
+        if needed and truncation.type == "disabled":
+            raise ResponseRefused(
+                "context_length_exceeded",
+                f"the conversation takes {fixed + sum(lengths)} tokens and the model has room "
+                f"for {room}, and truncation is disabled: delete items or enable truncation",
+            )
+        if needed and truncation.type == "retention_ratio":
+            target = room * truncation.retention_ratio
+            while needed < len(lengths) - 1 and fixed + sum(lengths[needed:]) > target:
+                needed += 1
+        return needed
+
+    def _context_limit(self) -> int:
+        """Positions a sequence may hold: the model's context, or the engine's, if smaller."""
+        limit = self.loaded.config.context_tokens
+        return min(limit, self.engine.capacity.max_context)
+
     async def _messages(self, request: ResponseRequest) -> list[Message]:
         messages = [Message("system", request.instructions)] if request.instructions else []
         for turn in request.turns:
-            messages.append(await self._message(turn))
+            message = await self._message(turn)
+            previous = messages[-1] if messages else None
+            if turn.role == "assistant" and previous is not None and previous.role == "assistant":
+                # a reply's spoken part and its tool calls are one assistant turn
+                message = Message(
+                    "assistant",
+                    f"{previous.content}{message.content}",
+                    tool_calls=[*previous.tool_calls, *message.tool_calls],
+                )
+                messages[-1] = message
+            else:
+                messages.append(message)
         return messages
 
     async def _message(self, turn: Turn) -> Message:
         if turn.audio is None:
-            return Message(turn.role, turn.text or "")
+            return Message(turn.role, turn.text or "", tool_calls=turn.tool_calls, name=turn.name)
         if turn.role != "user":
             raise ValueError(f"only user turns may carry audio, not {turn.role!r}")
         return audio_message(await self._encode(turn), text=turn.text)
+
+    async def transcribe(
+        self, audio: np.ndarray, item_id: str | None = None
+    ) -> AsyncIterator[TranscriptDelta]:
+        """The served model's ASR task (`PromptBuilder.transcription`) over the turn's audio,
+        which the reply has usually encoded already (cached by item id)."""
+        chunks = await self._encode(Turn("user", audio=audio, item_id=item_id))
+        prompt = self.builder.transcription(chunks)
+        params = SamplingParams(
+            max_tokens=TRANSCRIPT_MAX_TOKENS, stop_ids=self.loaded.special.stop_ids
+        )
+        stream = await self.engine.submit(prompt, params)
+        detokenizer = IncrementalDetokenizer(self.loaded.tokenizer)
+        stops = set(params.stop_ids)
+        started = False
+        try:
+            async for token in stream:
+                if token in stops:
+                    break
+                text = detokenizer.push(token)
+                if not started:
+                    text = text.lstrip()
+                    started = bool(text)
+                if text:
+                    yield TranscriptDelta(text)
+        finally:
+            if stream.output.finish_reason is None:
+                await self.engine.cancel(stream.seq_id)
 
     async def prepare(self, request: ResponseRequest) -> None:
         """Encode the finished 25 s chunks of the turn being spoken (they are the same samples
@@ -199,7 +320,7 @@ class ModelResponder(Responder):
                 return await self.engine.fork(
                     listening.stream.seq_id, len(listening.prompt), rest, params
                 )
-            except (KeyError, ValueError, RuntimeError):  # its cache is gone, or it failed
+            except (KeyError, EngineError):  # the engine forgot it (ended long ago), or it failed
                 logger.info(
                     "listening sequence %d not forked; prefilling the whole prompt",
                     listening.stream.seq_id,
@@ -287,6 +408,20 @@ class StageClock:
         self.stages.setdefault(stage, time.perf_counter() - self.start)
 
 
+async def _wait_through_cancellation(task: asyncio.Task[None]) -> None:
+    """Wait for `task` to end even if the waiter is cancelled meanwhile; such a cancellation
+    is raised once the task has ended (a stop must not be cut in half)."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
+
+
 class _Reply:
     """One response in flight: the scheduler's deltas and the speech stream, merged."""
 
@@ -296,14 +431,18 @@ class _Reply:
         speech: SpeechStream | None,
         clock: StageClock,
         input_tokens: int,
+        tools: set[str] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.speech = speech
         self.clock = clock
         self.input_tokens = input_tokens
+        self.tools = tools or set()
+        self.tool_calls = ToolCallParser()
         # Events from both producers; None marks one producer's end, an exception its failure.
         self.events_queue: asyncio.Queue[ResponseEvent | Exception | None] = asyncio.Queue()
         self.tasks: list[asyncio.Task[None]] = []
+        self._stopping: asyncio.Task[None] | None = None
 
     async def events(self) -> AsyncIterator[ResponseEvent]:
         producers = [self._decode()] + ([self._speak()] if self.speech else [])
@@ -328,24 +467,53 @@ class _Reply:
             self.events_queue.put_nowait(None)
 
     async def stop(self) -> None:
+        """Cancel the producers, the engine sequences and the speech stream. Idempotent, and
+        shielded: a caller cancelled again while it stops (a cancel, then a disconnect) still
+        waits for the stop to finish, then gets its cancellation, so nothing is left running."""
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop())
+        await _wait_through_cancellation(self._stopping)
+
+    async def _stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.scheduler.stop()
-        if self.speech is not None:
-            await self.speech.cancel()
+        try:
+            await self.scheduler.stop()
+        finally:
+            if self.speech is not None:
+                await self.speech.cancel()
 
     async def _decode(self) -> None:
         async for event in self.scheduler.events():
             if isinstance(event, AnswerDelta):
                 self.clock.mark("first_answer_token")
-                if self.speech is not None:
-                    self.speech.feed(event.text)  # the answer only: reasoning is never spoken
+                self._answer(self.tool_calls.feed(event.text), event.tokens)
             else:
                 self.clock.mark("first_reasoning_token")
-            self.events_queue.put_nowait(event)
+                self.events_queue.put_nowait(event)
+        try:
+            self._answer(self.tool_calls.finish(), 0)
+        except ToolCallError as error:
+            if self.scheduler.complete:  # a call the model closed its turn on, unfinished
+                raise InvalidToolCall(str(error)) from None
+            # cut by max_output_tokens: the call stays incomplete, as the response does
         if self.speech is not None:
             self.speech.flush()
+
+    def _answer(self, parsed: ParsedDelta, tokens: int) -> None:
+        """Speech goes to the speech stream and out as text; tool calls only out, as events."""
+        if parsed.speech:
+            if self.speech is not None:
+                self.speech.feed(parsed.speech)  # the answer only: reasoning is never spoken
+            self.events_queue.put_nowait(AnswerDelta(parsed.speech, tokens))
+            tokens = 0
+        for index, name, delta in parsed.argument_deltas:
+            if name not in self.tools:
+                raise InvalidToolCall(f"the model called {name!r}, which is not a declared tool")
+            self.events_queue.put_nowait(ToolCallDelta(index, name, delta))
+        for index, call in parsed.calls:
+            self.events_queue.put_nowait(ToolCalled(index, call))
 
     async def _speak(self) -> None:
         assert self.speech is not None
@@ -382,6 +550,9 @@ def resolve_device_dtype(
     return resolved, DTYPES[dtype]
 
 
+ENGINES = ("torch", "vllm")
+
+
 def load_responder(
     model_path: str | Path | None = None,
     *,
@@ -390,19 +561,57 @@ def load_responder(
     max_sequences: int = 16,
     max_seq_len: int = 4096,
     tts_backend: str = "espeak",
+    tts_voice_path: str | Path | None = None,
     settings: ResponderSettings | None = None,
+    engine: str = "torch",
+    vllm_options: VllmOptions | None = None,
 ) -> ModelResponder:
-    """Checkpoint + torch engine + TTS backend, ready to answer. No path: the default model."""
+    """Checkpoint + engine + TTS backend, ready to answer. No path: the default model.
+
+    `engine` "torch": our decoding loop over the checkpoint's decoder, loaded here. "vllm": the
+    decoder on vLLM (`vllm_options`, whose max_sequences / max_model_len default to these),
+    which reads the same directory itself; only the audio encoder and adaptor are loaded here.
+    """
     from streaming.default_model import default_checkpoint
-    from streaming.engine.torch_engine import TorchEngine
-    from streaming.model.checkpoint import load_checkpoint
     from tts import get_backend
 
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
     path = Path(model_path) if model_path is not None else default_checkpoint()
     torch_device, torch_dtype = resolve_device_dtype(device, dtype)
-    loaded = load_checkpoint(path, dtype=torch_dtype, device=torch_device)
-    engine = TorchEngine(
-        loaded.model.model, loaded.model.lm_head, max_slots=max_sequences, max_seq_len=max_seq_len
-    )
-    logger.info("loaded %s on %s (%s)", path, torch_device, torch_dtype)
-    return ModelResponder(loaded, engine, get_backend(tts_backend), settings)
+    decoder: Engine
+    if engine == "vllm":
+        from streaming.engine.vllm_engine import VllmEngine, load_audio_side
+
+        options = vllm_options or VllmOptions(max_sequences=max_sequences)
+        if options.max_model_len is None:
+            options = replace(options, max_model_len=max_seq_len)
+        if options.dtype == "auto":  # as the torch engine would run: fp32 on CPU, bf16 on CUDA
+            options = replace(options, dtype=str(torch_dtype).removeprefix("torch."))
+        decoder = VllmEngine(path, options)
+        loaded = load_audio_side(path, dtype=torch_dtype, device=torch_device)
+    else:
+        from streaming.engine.torch_engine import TorchEngine
+        from streaming.model.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(path, dtype=torch_dtype, device=torch_device)
+        decoder = TorchEngine(
+            loaded.model.model,
+            loaded.model.lm_head,
+            max_slots=max_sequences,
+            max_seq_len=max_seq_len,
+        )
+    logger.info("loaded %s on %s (%s), %s engine", path, torch_device, torch_dtype, engine)
+    tts = get_backend(tts_backend, voice_path=tts_voice_path)
+    return ModelResponder(loaded, decoder, tts, settings)
+
+
+def _exchanges(messages: list[Message]) -> list[list[Message]]:
+    """The conversation cut before each user turn: the units that truncation drops, oldest
+    first, so that a tool call never loses its result nor a reply its question."""
+    exchanges: list[list[Message]] = []
+    for message in messages:
+        if not exchanges or message.role in ("user", "human"):
+            exchanges.append([])
+        exchanges[-1].append(message)
+    return exchanges

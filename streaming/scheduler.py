@@ -1,4 +1,5 @@
-"""Thinking while speaking: one reply as a reasoning branch and an answer branch (DESIGN 6).
+"""Thinking while speaking: one reply as a reasoning branch and an answer branch
+(docs/ARCHITECTURE.md, "Thinking while speaking").
 
 Mind-Paced Speaking (StepFun, arXiv 2510.09592) runs two branches over one set of weights. The
 reasoning branch is the plain R1 sequence: the conversation, `<|BOT|>assistant\\n<think>\\n`, then
@@ -376,11 +377,8 @@ class ReplyScheduler:
         sources = [b for b in (self._main, self._segment) if b is not None]
         source = max(sources, key=lambda b: _common_prefix(b.token_ids, ids))
         shared = _common_prefix(source.token_ids, ids)
-        try:
-            stream = await self.engine.fork(source.stream.seq_id, shared, ids[shared:], params)
-        except (KeyError, ValueError):  # its cache slot was reused: prefill it all
-            shared = 0
-            stream = await self.engine.submit(self._prompt(ids), params)
+        # A fork never fails for want of cache: an engine recomputes what it no longer holds.
+        stream = await self.engine.fork(source.stream.seq_id, shared, ids[shared:], params)
         self.segments.append(AnswerSegment(reasoning, answer, ids, shared, stream.output.token_ids))
         self._segment = _Branch(stream, ids)
         return self._segment

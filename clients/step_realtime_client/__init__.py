@@ -7,6 +7,7 @@ from step_realtime_client.client_secrets import mint_client_secret, mint_client_
 from step_realtime_client.errors import (
     AuthenticationError,
     ConnectionLost,
+    NoSpeechDetected,
     RealtimeError,
     ServerError,
     ServerRefused,
@@ -20,6 +21,7 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "ConnectionLost",
+    "NoSpeechDetected",
     "RealtimeClient",
     "RealtimeError",
     "Reply",

@@ -38,6 +38,7 @@ from step_realtime_client.audio import (
 from step_realtime_client.errors import (
     AuthenticationError,
     ConnectionLost,
+    NoSpeechDetected,
     RealtimeError,
     ServerError,
     close_error,
@@ -49,6 +50,7 @@ from step_realtime_client.events import (
     Reconnected,
     ServerEvent,
     SessionEvent,
+    SpeechStarted,
     parse_event,
 )
 from step_realtime_client.reply import Reply, ReplyCollector
@@ -60,6 +62,11 @@ CHUNK_MS = 40  # audio per append message: small enough for real-time pacing, fe
 OPEN_TIMEOUT_S = 10.0  # TCP + WebSocket handshake
 FIRST_EVENT_TIMEOUT_S = 10.0  # handshake -> session.created
 REPLY_TIMEOUT_S = 120.0  # end of the question -> response.done
+# With server turn detection, speech must be heard this long after the question's audio has
+# been sent at the latest, or the audio held none (a silent or too quiet file).
+NO_SPEECH_GRACE_S = 3.0
+# The client shows reasoning: it asks the server for the reasoning stream.
+REASONING_INCLUDE = "response.reasoning_text"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Silence sent after a question in fast mode: the server's default silence window (500 ms)
 # plus a margin, so that its turn detection closes the turn.
@@ -123,7 +130,7 @@ class RealtimeClient:
         self.api_key = api_key
         self.beta = beta
         self.key_in_subprotocol = key_in_subprotocol
-        self.session_update = dict(session or {})
+        self.session_update = {"include": [REASONING_INCLUDE], **(session or {})}
         self.backoff = backoff
         self.session: dict[str, Any] = {}  # the server's latest view of the session
         self.handshake_events: list[dict[str, Any]] = []  # session.created/updated, as sent
@@ -425,8 +432,11 @@ class RealtimeClient:
         collector = ReplyCollector()
         speaker = asyncio.create_task(self._speak_question(pcm, realtime, collector))
         speaker.add_done_callback(self._report_failure)
+        speech_by_s = None
+        if self.turn_detection is not None:
+            speech_by_s = (len(pcm) / WIRE_SAMPLE_RATE if realtime else 0.0) + NO_SPEECH_GRACE_S
         try:
-            await self._collect(collector, on_event, reply_timeout_s)
+            await self._collect(collector, on_event, reply_timeout_s, speech_by_s)
         finally:
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError, RealtimeError):
@@ -467,14 +477,26 @@ class RealtimeClient:
         collector: ReplyCollector,
         on_event: Callable[[ServerEvent], None] | None,
         reply_timeout_s: float,
+        speech_by_s: float | None = None,
     ) -> None:
+        """Events until the reply is complete. With `speech_by_s`, the server must hear speech
+        within that many seconds, or `NoSpeechDetected` is raised."""
         started = time.monotonic()
         deadline = started + reply_timeout_s
+        heard_by = None if speech_by_s is None else started + speech_by_s
         while not collector.done:
+            wait_until = deadline if heard_by is None else min(deadline, heard_by)
             try:
-                event = await self.next_event(max(0.0, deadline - time.monotonic()))
+                event = await self.next_event(max(0.0, wait_until - time.monotonic()))
             except TimeoutError:
+                if heard_by is not None and time.monotonic() >= heard_by:
+                    raise NoSpeechDetected(
+                        "the server heard no speech in the audio: check that the file holds "
+                        "speech and is loud enough"
+                    ) from None
                 raise RealtimeError(f"no complete reply within {reply_timeout_s:g} s") from None
+            if isinstance(event, SpeechStarted):
+                heard_by = None
             if event.received_at < started:
                 continue  # left over from before this question
             if isinstance(event, Reconnected):

@@ -33,6 +33,10 @@ class ConnectionLost(RealtimeError):
         self.reconnected = reconnected
 
 
+class NoSpeechDetected(RealtimeError):
+    """The server's turn detection heard no speech in the question's audio."""
+
+
 class ServerError(RealtimeError):
     """The server answered an event of ours with an `error` event."""
 

@@ -2,7 +2,7 @@
 
 Times are `time.monotonic()` on the client. First-packet latency is measured as a user feels
 it: arrival of the first audio delta minus the moment the last speech of the question was
-sent (DESIGN section 5 defines the server's figure the same way, from the server's side).
+sent (the server defines its figure the same way, from the server's side).
 """
 
 from __future__ import annotations

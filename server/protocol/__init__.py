@@ -7,10 +7,13 @@ from server.protocol.session import (
     CancelResponse,
     Close,
     ConfirmResponse,
+    JudgeTurnEnd,
     Limits,
     Output,
+    PrepareResponse,
     Session,
     StartResponse,
+    Transcribe,
 )
 
 __all__ = [
@@ -19,10 +22,13 @@ __all__ = [
     "Close",
     "ConfirmResponse",
     "ErrorCode",
+    "JudgeTurnEnd",
     "Limits",
     "Output",
+    "PrepareResponse",
     "ProtocolError",
     "Session",
     "SessionConfig",
     "StartResponse",
+    "Transcribe",
 ]

@@ -25,13 +25,24 @@ class ErrorCode(StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"
     INPUT_AUDIO_BUFFER_FULL = "input_audio_buffer_full"
     INPUT_AUDIO_BUFFER_COMMIT_EMPTY = "input_audio_buffer_commit_empty"
-    ITEM_NOT_FOUND = "item_not_found"
-    ITEM_ID_EXISTS = "item_id_exists"
+    # OpenAI's own codes for item operations and response conflicts (clients match on them:
+    # pipecat treats every error but the two response ones as fatal, livekit treats a
+    # duplicate item id as benign)
+    ITEM_RETRIEVE_INVALID_ITEM_ID = "item_retrieve_invalid_item_id"
+    ITEM_DELETE_INVALID_ITEM_ID = "item_delete_invalid_item_id"
+    ITEM_TRUNCATE_INVALID_ITEM_ID = "item_truncate_invalid_item_id"
+    ITEM_CREATE_INVALID_PREVIOUS_ITEM_ID = "item_create_invalid_previous_item_id"
+    ITEM_CREATE_DUPLICATE_ITEM_ID = "item_create_duplicate_item_id"
+    ACTIVE_RESPONSE = "conversation_already_has_active_response"
+    NO_ACTIVE_RESPONSE = "response_cancel_not_active"
+    # ours, where OpenAI defines none
     ITEM_IN_PROGRESS = "item_in_progress"
     TRUNCATE_INVALID_ITEM = "truncate_invalid_item"
     TRUNCATE_PAST_END = "truncate_past_end"
-    ACTIVE_RESPONSE = "conversation_already_has_active_response"
-    NO_ACTIVE_RESPONSE = "response_cancel_not_active"
+    UNKNOWN_CALL_ID = "unknown_call_id"  # a function_call_output for no call in the conversation
+    CONVERSATION_FULL = "conversation_full"  # the item limit of a session
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # the conversation does not fit the model
+    INVALID_TOOL_CALL = "invalid_tool_call"  # the model wrote a call that cannot be parsed
     SESSION_CLOSED = "session_closed"
     SESSION_EXPIRED = "session_expired"
     SESSION_IDLE_TIMEOUT = "session_idle_timeout"
@@ -39,7 +50,7 @@ class ErrorCode(StrEnum):
     SERVER_ERROR = "server_error"
 
 
-SERVER_SIDE = {ErrorCode.SERVER_ERROR}
+SERVER_SIDE = {ErrorCode.SERVER_ERROR, ErrorCode.INVALID_TOOL_CALL}
 
 
 class ProtocolError(Exception):

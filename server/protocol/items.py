@@ -1,16 +1,22 @@
 """Conversation items: what the session keeps, built from client items, turned into model turns,
-and truncated to what the listener heard."""
+and truncated to what the listener heard.
+
+Three item types, as OpenAI has them: `message` (text or audio, any role), `function_call` (the
+model's call of a tool: `call_id`, `name`, `arguments`) and `function_call_output` (the client's
+result for a `call_id`).
+"""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from server.audio import (
+from server.protocol import models as m
+from server.protocol.audio import (
     MODEL_SAMPLE_RATE,
     TTS_SAMPLE_RATE,
     AudioFormat,
@@ -18,13 +24,14 @@ from server.audio import (
     resample,
     to_model_audio,
 )
-from server.protocol import models as m
 from server.protocol.errors import ErrorCode, ProtocolError
 from server.protocol.parse import b64decode
 from streaming.responder import Role, Turn
+from streaming.tool_calls import ToolCall
 from tts.base import WordTiming
 
 ItemStatus = Literal["completed", "in_progress", "incomplete"]
+ItemType = Literal["message", "function_call", "function_call_output"]
 
 # content types a client may give each role (GA names and beta aliases)
 ALLOWED_CONTENT = {
@@ -50,20 +57,85 @@ class Item:
     sample_rate: int = MODEL_SAMPLE_RATE
     status: ItemStatus = "completed"
     words: list[WordTiming] = field(default_factory=list)  # assistant speech: what was said when
+    type: ItemType = "message"
+    call_id: str | None = None  # function_call and function_call_output
+    name: str | None = None  # function_call
+    arguments: str | None = None  # function_call
+    output: str | None = None  # function_call_output
 
     @property
     def audio_ms(self) -> int:
         return 0 if self.audio is None else len(self.audio) * 1000 // self.sample_rate
 
 
-def item_from_client(item: m.ItemIn, input_format: AudioFormat, taken: Iterable[str]) -> Item:
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: ItemStatus = "completed"
+) -> Item:
+    return Item(
+        item_id,
+        "assistant",
+        "text",
+        status=status,
+        type="function_call",
+        call_id=call_id,
+        name=name,
+        arguments=arguments,
+    )
+
+
+def item_from_client(item: m.ItemIn, input_format: AudioFormat, items: Sequence[Item]) -> Item:
     """The item a `conversation.item.create` asks for; user audio is in the session's format."""
-    if item.type != "message":
+    if item.id is not None and any(existing.id == item.id for existing in items):
         raise ProtocolError(
-            ErrorCode.UNSUPPORTED_FEATURE,
-            f"item type {item.type!r} is not supported; only 'message'",
-            "item.type",
+            ErrorCode.ITEM_CREATE_DUPLICATE_ITEM_ID,
+            f"an item with id {item.id} already exists",
+            "item.id",
         )
+    item_id = item.id or new_id("item")
+    if item.type == "function_call":
+        return _function_call(item, item_id)
+    if item.type == "function_call_output":
+        return _function_call_output(item, item_id, items)
+    return _message(item, item_id, input_format)
+
+
+def _required(value: str | None, param: str, what: str) -> str:
+    if value is None:
+        raise ProtocolError(
+            ErrorCode.MISSING_REQUIRED_PARAMETER, f"a {what} item needs {param}", f"item.{param}"
+        )
+    return value
+
+
+def _function_call(item: m.ItemIn, item_id: str) -> Item:
+    call_id = _required(item.call_id, "call_id", "function_call")
+    name = _required(item.name, "name", "function_call")
+    return function_call_item(item_id, call_id, name, item.arguments or "{}")
+
+
+def _function_call_output(item: m.ItemIn, item_id: str, items: Sequence[Item]) -> Item:
+    call_id = _required(item.call_id, "call_id", "function_call_output")
+    output = _required(item.output, "output", "function_call_output")
+    call = next((i for i in items if i.type == "function_call" and i.call_id == call_id), None)
+    if call is None:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_CALL_ID,
+            f"no function_call with call_id {call_id!r} in the conversation; send the output "
+            "of a call the model made (its item's call_id)",
+            "item.call_id",
+        )
+    return Item(
+        item_id,
+        "tool",
+        "text",
+        type="function_call_output",
+        call_id=call_id,
+        name=call.name,
+        output=output,
+    )
+
+
+def _message(item: m.ItemIn, item_id: str, input_format: AudioFormat) -> Item:
     if item.role is None:
         raise ProtocolError(
             ErrorCode.MISSING_REQUIRED_PARAMETER, "item.role is required", "item.role"
@@ -74,10 +146,6 @@ def item_from_client(item: m.ItemIn, input_format: AudioFormat, taken: Iterable[
             f"an item must have exactly one content part, got {len(item.content)}",
             "item.content",
         )
-    if item.id is not None and item.id in set(taken):
-        raise ProtocolError(
-            ErrorCode.ITEM_ID_EXISTS, f"an item with id {item.id} already exists", "item.id"
-        )
     part = item.content[0]
     allowed = ALLOWED_CONTENT[item.role]
     if part.type not in allowed:
@@ -87,7 +155,6 @@ def item_from_client(item: m.ItemIn, input_format: AudioFormat, taken: Iterable[
             f"use one of {sorted(allowed)}",
             "item.content[0].type",
         )
-    item_id = item.id or new_id("item")
     if part.type == "input_audio":
         audio = _decode_audio(part, input_format)
         return Item(item_id, "user", "audio", part.transcript, audio)
@@ -101,6 +168,23 @@ def item_from_client(item: m.ItemIn, input_format: AudioFormat, taken: Iterable[
             "item.content[0].text",
         )
     return Item(item_id, item.role, "text", part.text)
+
+
+def check_item_size(item: Item, max_chars: int, max_audio_ms: int) -> None:
+    """One item may hold at most `max_chars` of text and `max_audio_ms` of audio."""
+    chars = max(len(item.text or ""), len(item.output or ""), len(item.arguments or ""))
+    if chars > max_chars:
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE,
+            f"the item holds {chars} characters, over the limit of {max_chars} per item",
+            "item",
+        )
+    if item.audio_ms > max_audio_ms:
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE,
+            f"the item holds {item.audio_ms} ms of audio, over the limit of {max_audio_ms} ms",
+            "item.content[0].audio",
+        )
 
 
 def _decode_audio(part: m.ContentIn, fmt: AudioFormat) -> np.ndarray:
@@ -120,8 +204,19 @@ def _decode_audio(part: m.ContentIn, fmt: AudioFormat) -> np.ndarray:
     return resample(decode_bytes(fmt, raw), fmt.sample_rate, MODEL_SAMPLE_RATE)
 
 
-def turn_of(item: Item) -> Turn:
-    """The item as the model reads it: user audio as 16 kHz float32, everything else as text."""
+def model_turns(items: Sequence[Item]) -> list[Turn]:
+    """The conversation as the model reads it. User audio is 16 kHz float32 (its transcript is
+    for the client, never shown to the model); a function call is an assistant turn's call; an
+    output names its function."""
+    return [_turn(item) for item in items]
+
+
+def _turn(item: Item) -> Turn:
+    if item.type == "function_call":
+        call = ToolCall(item.name or "", item.arguments or "{}")
+        return Turn("assistant", text="", item_id=item.id, tool_calls=[call])
+    if item.type == "function_call_output":
+        return Turn("tool", text=item.output or "", item_id=item.id, name=item.name)
     if item.role == "user" and item.kind == "audio" and item.audio is not None:
         return Turn("user", audio=to_model_audio(item.audio), item_id=item.id)
     return Turn(item.role, text=item.text or "", item_id=item.id)

@@ -1,8 +1,12 @@
 """Client events as pydantic models: GA shapes and the beta aliases, validated on the way in.
 
-Fields that OpenAI defines but this server does not act on (tracing, tool_choice, ...) are
+Fields that OpenAI defines but this server does not act on (tracing, prompt, ...) are
 accepted and ignored, so that existing clients work; fields OpenAI does not define are refused
 (`unknown_parameter`), so that a typo is reported rather than silently dropped.
+
+`session.update` is validated field by field (`server.protocol.config.apply_update`), so that
+one bad field is refused alone and the rest of the update applies: its `session` arrives as a
+plain object and is checked against `SessionIn` one key at a time.
 """
 
 from __future__ import annotations
@@ -17,8 +21,15 @@ Modality = Literal["text", "audio"]
 BetaFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
 Effort = Literal["minimal", "low", "medium", "high", "xhigh"]
 assert set(Effort.__args__) == set(REASONING_EFFORTS)  # type: ignore[attr-defined]
-MaxTokens = int | Literal["inf"] | None
 NonNegative = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+MaxTokens = Positive | Literal["inf"] | None
+# OpenAI's (and chat completions') rule for function names
+FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+# What `include` may ask for: OpenAI's transcription logprobs (accepted, not produced), and our
+# reasoning stream (`response.reasoning_text.*` goes only to clients that ask for it).
+INCLUDE_REASONING = "response.reasoning_text"
+IncludeEntry = Literal["item.input_audio_transcription.logprobs", "response.reasoning_text"]
 
 
 class Strict(BaseModel):
@@ -36,19 +47,31 @@ class FormatIn(Strict):
 class TurnDetectionIn(Strict):
     type: Literal["server_vad", "semantic_vad"] = "server_vad"
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    prefix_padding_ms: NonNegative | None = None
-    silence_duration_ms: NonNegative | None = None
+    prefix_padding_ms: Annotated[int, Field(ge=0, le=5000)] | None = None
+    silence_duration_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
     create_response: bool | None = None
     interrupt_response: bool | None = None
     idle_timeout_ms: Annotated[int, Field(ge=1)] | None = None
-    eagerness: Any = None  # semantic_vad only
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None  # semantic_vad only
+
+
+class TranscriptionIn(Strict):
+    """`audio.input.transcription`: any model name; the served model transcribes."""
+
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+
+
+class NoiseReductionIn(Strict):
+    type: Literal["near_field", "far_field"]
 
 
 class AudioInputIn(Strict):
     format: FormatIn | None = None
     turn_detection: TurnDetectionIn | None = None
-    transcription: Any = None
-    noise_reduction: Any = None
+    transcription: TranscriptionIn | None = None
+    noise_reduction: NoiseReductionIn | None = None
 
 
 class AudioOutputIn(Strict):
@@ -66,6 +89,37 @@ class ReasoningIn(Strict):
     effort: Effort | None = None
 
 
+class ToolIn(Strict):
+    """A function tool, Realtime shape (`{"type": "function", "name", ...}`)."""
+
+    type: Literal["function"] = "function"
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None  # chat-completions field some clients send; not enforced
+
+
+class ToolChoiceFunctionIn(Strict):
+    type: Literal["function"]
+    name: FunctionName
+
+
+ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunctionIn
+
+
+class TokenLimitsIn(Strict):
+    post_instructions: NonNegative | None = None
+
+
+class RetentionRatioIn(Strict):
+    type: Literal["retention_ratio"]
+    retention_ratio: Annotated[float, Field(gt=0.0, le=1.0)]
+    token_limits: TokenLimitsIn | None = None
+
+
+Truncation = Literal["auto", "disabled"] | RetentionRatioIn
+
+
 class SessionIn(Strict):
     """`session.update`'s `session`: the GA fields and the beta ones, in one model."""
 
@@ -77,6 +131,8 @@ class SessionIn(Strict):
     audio: AudioIn | None = None
     max_output_tokens: MaxTokens = None
     reasoning: ReasoningIn | None = None
+    include: list[IncludeEntry] | None = None
+    truncation: Truncation | None = None
     # beta
     modalities: list[Modality] | None = None
     input_audio_format: BetaFormat | None = None
@@ -86,15 +142,14 @@ class SessionIn(Strict):
     turn_detection: TurnDetectionIn | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     max_response_output_tokens: MaxTokens = None
-    input_audio_transcription: Any = None
-    input_audio_noise_reduction: Any = None
-    # both; accepted, not acted on
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    input_audio_transcription: TranscriptionIn | None = None
+    input_audio_noise_reduction: NoiseReductionIn | None = None
+    # both
+    tools: list[ToolIn] | None = None
+    tool_choice: ToolChoice | None = None
+    # accepted, not acted on
     tracing: Any = None
-    include: Any = None
     prompt: Any = None
-    truncation: Any = None
     parallel_tool_calls: Any = None
     id: Any = None
     object: Any = None
@@ -119,15 +174,15 @@ class ContentIn(Strict):
 
 class ItemIn(Strict):
     type: Literal["message", "function_call", "function_call_output"] = "message"
-    id: str | None = None
+    id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     object: Literal["realtime.item"] | None = None
     role: Literal["user", "assistant", "system"] | None = None
     status: Any = None
     content: list[ContentIn] = Field(default_factory=list)
-    call_id: Any = None
-    name: Any = None
-    arguments: Any = None
-    output: Any = None
+    call_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    name: FunctionName | None = None
+    arguments: str | None = None
+    output: str | None = None
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -158,8 +213,8 @@ class ResponseIn(Strict):
     metadata: dict[str, str] | None = None
     conversation: str | None = None
     input: list[Any] | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[ToolIn] | None = None
+    tool_choice: ToolChoice | None = None
     prompt: Any = None
     parallel_tool_calls: Any = None
 
@@ -173,7 +228,7 @@ class ClientEvent(Strict):
 
 class SessionUpdate(ClientEvent):
     type: Literal["session.update"]
-    session: SessionIn
+    session: dict[str, Any]  # checked field by field against SessionIn
 
 
 class InputAudioBufferAppend(ClientEvent):

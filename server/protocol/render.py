@@ -8,16 +8,20 @@ beta names and shapes (checked against the `openai` SDK's `types/realtime` and
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any
 
-from server.audio import AudioFormat, encode_samples, resample
+from server.protocol.audio import AudioFormat, encode_samples, resample
 from server.protocol.config import (
     ResponseOptions,
     SessionConfig,
+    Transcription,
     render_beta_format,
     render_format,
 )
 from server.protocol.items import Item
+from streaming.responder import Truncation
+from streaming.turns.detection import SemanticVad, TurnDetection
 
 # GA server event type -> beta type; None: the beta protocol has no such event.
 BETA_EVENT_NAMES: dict[str, str | None] = {
@@ -40,6 +44,25 @@ def content_type(item: Item, beta: bool) -> str:
 
 def render_item(item: Item, beta: bool, audio_format: AudioFormat | None = None) -> dict[str, Any]:
     """The item as JSON; with `audio_format`, audio content carries its audio (retrieve)."""
+    if item.type == "function_call":
+        return {
+            "id": item.id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": item.status,
+            "call_id": item.call_id,
+            "name": item.name,
+            "arguments": item.arguments or "",
+        }
+    if item.type == "function_call_output":
+        return {
+            "id": item.id,
+            "object": "realtime.item",
+            "type": "function_call_output",
+            "status": item.status,
+            "call_id": item.call_id,
+            "output": item.output or "",
+        }
     part: dict[str, Any] = {"type": content_type(item, beta)}
     if item.kind == "text":
         part["text"] = item.text or ""
@@ -65,11 +88,43 @@ def render_part(item: Item) -> dict[str, Any]:
     return {"type": "text", "text": item.text or ""}
 
 
+def render_turn_detection(detection: TurnDetection | None) -> dict[str, Any] | None:
+    if detection is None:
+        return None
+    return {"type": detection.type, **_public_fields(detection)}
+
+
+def _public_fields(detection: TurnDetection) -> dict[str, Any]:
+    fields = dataclasses.asdict(detection)
+    if isinstance(detection, SemanticVad):  # OpenAI's semantic_vad has only these
+        return {k: fields[k] for k in ("eagerness", "create_response", "interrupt_response")}
+    return fields
+
+
+def render_transcription(transcription: Transcription | None) -> dict[str, Any] | None:
+    if transcription is None:
+        return None
+    rendered: dict[str, Any] = {"model": transcription.model}
+    if transcription.language is not None:
+        rendered["language"] = transcription.language
+    if transcription.prompt is not None:
+        rendered["prompt"] = transcription.prompt
+    return rendered
+
+
+def render_truncation(truncation: Truncation) -> str | dict[str, Any]:
+    if truncation.type == "retention_ratio":
+        return {"type": "retention_ratio", "retention_ratio": truncation.retention_ratio}
+    return truncation.type
+
+
 def render_session(session_id: str, config: SessionConfig, beta: bool) -> dict[str, Any]:
-    vad = config.turn_detection
-    turn_detection = None if vad is None else {"type": "server_vad", **vad.__dict__}
+    """The session as in force. `noise_reduction` is always null: this server does none."""
+    turn_detection = render_turn_detection(config.turn_detection)
+    transcription = render_transcription(config.transcription)
     reasoning = {"effort": config.reasoning_effort}
     tokens = "inf" if config.max_output_tokens is None else config.max_output_tokens
+    tools = [{"type": "function", **tool} for tool in config.tools]
     if beta:
         return {
             "id": session_id,
@@ -80,10 +135,11 @@ def render_session(session_id: str, config: SessionConfig, beta: bool) -> dict[s
             "voice": config.voice,
             "input_audio_format": render_beta_format(config.input_format),
             "output_audio_format": render_beta_format(config.output_format),
-            "input_audio_transcription": None,
+            "input_audio_transcription": transcription,
+            "input_audio_noise_reduction": None,
             "turn_detection": turn_detection,
-            "tools": [],
-            "tool_choice": "auto",
+            "tools": tools,
+            "tool_choice": config.tool_choice,
             "temperature": config.temperature,
             "max_response_output_tokens": tokens,
             "speed": config.speed,
@@ -99,7 +155,7 @@ def render_session(session_id: str, config: SessionConfig, beta: bool) -> dict[s
         "audio": {
             "input": {
                 "format": render_format(config.input_format),
-                "transcription": None,
+                "transcription": transcription,
                 "noise_reduction": None,
                 "turn_detection": turn_detection,
             },
@@ -109,9 +165,11 @@ def render_session(session_id: str, config: SessionConfig, beta: bool) -> dict[s
                 "speed": config.speed,
             },
         },
-        "tools": [],
-        "tool_choice": "auto",
+        "tools": tools,
+        "tool_choice": config.tool_choice,
         "max_output_tokens": tokens,
+        "include": list(config.include) or None,
+        "truncation": render_truncation(config.truncation),
         "reasoning": reasoning,
     }
 

@@ -4,49 +4,57 @@ actions out (in the style of h11 and websockets' sans-I/O core).
 Rules of the design:
 - Every public method returns the list of outputs it caused, in the order they must be acted
   on: server events (JSON-ready dicts, already named for the client's dialect) and actions
-  (`StartResponse`, `CancelResponse`, `Close`) for the adapter to carry out.
+  (`StartResponse`, `CancelResponse`, `Transcribe`, `JudgeTurnEnd`, `Close`, ...) for the adapter
+  to carry out.
 - Bad input never raises and never changes state: it yields one `error` event naming the
-  client's `event_id` and what to fix (see errors.py), and the session goes on.
+  client's `event_id` and what to fix (see errors.py), and the session goes on. A
+  `session.update` applies field by field: a bad field is refused alone.
 - Time comes in as arguments: the audio clock is the input audio itself (milliseconds of
   audio appended), wall time (`now`, seconds) only timestamps latency measurements.
+- Turn-taking (the input buffer, speech detection, speculation, listening ahead, idle) is its
+  own machine, `streaming.turns.machine.TurnTaking`; the session turns its events into
+  Realtime events and responses.
 - A response belongs to the session from `StartResponse` until its `response.done`. After a
   cancel, late events of that response are ignored, so the adapter may close the responder
-  at leisure.
-- Speculation (DESIGN section 5): with `speculate_after_ms`, a pause of that long inside a
-  turn starts the response on the audio so far, before the silence window closes. Its events
-  are held back; when the turn commits they go out (`ConfirmResponse`) and the response goes
-  on live; if speech resumes, or the client changes anything, it is thrown away
-  (`CancelResponse` with reason `speculation_discarded`) and the client never hears of it.
-- Listening ahead: every `prepare_every_ms` of a turn still in progress, `PrepareResponse`
-  hands the conversation with the audio so far to the adapter, which lets the responder work
-  ahead (encode finished chunks), so that the work left at the end of a long turn stays small.
+  at leisure. Its output items appear as the model writes them: a message when the answer's
+  first text or audio comes, a function call when the model starts one.
+- Speculation (docs/ARCHITECTURE.md): a pause starts the response on the audio so far, before
+  the turn closes. Its events are held back; when the turn commits they go out
+  (`ConfirmResponse`) and the response goes on live; if speech resumes, or the client changes
+  anything, it is thrown away (`CancelResponse` with reason `speculation_discarded`) and the
+  client never hears of it.
+- Reasoning goes only to clients that ask for it (`include: ["response.reasoning_text"]`);
+  user transcripts only where `audio.input.transcription` is set.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from server.audio import (
-    MODEL_SAMPLE_RATE,
-    TTS_SAMPLE_RATE,
-    InputDecoder,
-    OutputEncoder,
-    to_model_audio,
-)
 from server.protocol import models as m
+from server.protocol.audio import TTS_SAMPLE_RATE, InputDecoder, OutputEncoder, to_model_audio
 from server.protocol.config import (
     ResponseOptions,
     SessionConfig,
+    SessionLimits,
     apply_update,
     response_options,
 )
 from server.protocol.errors import ErrorCode, ProtocolError, error_event
-from server.protocol.input_buffer import SAMPLES_PER_MS, AudioBuffer
-from server.protocol.items import Item, item_from_client, new_id, truncate, turn_of
+from server.protocol.items import (
+    Item,
+    check_item_size,
+    function_call_item,
+    item_from_client,
+    model_turns,
+    new_id,
+    truncate,
+)
 from server.protocol.parse import b64decode, parse_json, sniff_event_id, validate
 from server.protocol.render import (
     BETA_EVENT_NAMES,
@@ -56,7 +64,7 @@ from server.protocol.render import (
     render_session,
     render_usage,
 )
-from server.vad import FRAME_MS, START_WINDOW_FRAMES, SpeechStarted, TurnDetector
+from streaming.model.prompt import canonical_arguments
 from streaming.responder import (
     AnswerDelta,
     ReasoningDelta,
@@ -64,15 +72,17 @@ from streaming.responder import (
     ResponseFinished,
     ResponseRequest,
     SpeechChunk,
+    ToolCallDelta,
+    ToolCalled,
     Turn,
 )
+from streaming.turns import machine as turns
+from streaming.turns.buffer import SAMPLES_PER_MS
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # ~20 s of 24 kHz PCM16 in base64 per message
 DEFAULT_MAX_INPUT_BUFFER_MS = 10 * 60 * 1000  # a turn longer than this is not a conversation
-# The model's audio encoder takes 25 s chunks: each one finished while the user still speaks
-# can be encoded ahead (streaming.model.frontend.CHUNK_SECONDS).
-PREPARE_EVERY_MS = 25_000
-
+DEFAULT_MAX_ITEMS = 4096  # conversation items a session may hold
+DEFAULT_MAX_ITEM_CHARS = 256 * 1024  # the text (or function output) of one item
 
 # client events after which a speculative response no longer fits the conversation
 CHANGES_CONTEXT = {
@@ -90,6 +100,9 @@ CHANGES_CONTEXT = {
 class Limits:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_input_buffer_ms: int = DEFAULT_MAX_INPUT_BUFFER_MS
+    max_items: int = DEFAULT_MAX_ITEMS
+    max_item_chars: int = DEFAULT_MAX_ITEM_CHARS
+    config: SessionLimits = field(default_factory=SessionLimits)
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -99,10 +112,11 @@ class Limits:
 class StartResponse:
     response_id: str
     request: ResponseRequest
-    mode: str  # the metrics label: the reasoning effort, or "default"
+    mode: str  # the metrics label: the reasoning effort
     speech_end_at: float | None  # arrival of the last audio frame VAD classed as speech
     committed_at: float | None  # when the turn was committed (or response.create arrived)
     speculative: bool = False  # events held back until `ConfirmResponse`, or discarded
+    detector: str = "client"  # what closed the turn: server_vad, semantic_vad, idle, client
 
 
 @dataclass
@@ -112,11 +126,12 @@ class ConfirmResponse:
     response_id: str
     speech_end_at: float | None
     committed_at: float
+    detector: str = "server_vad"
 
 
 @dataclass
 class PrepareResponse:
-    """The turn in progress grew by another `prepare_every_ms`: the responder may work ahead on
+    """The turn in progress grew by another `PREPARE_EVERY_MS`: the responder may work ahead on
     `request` (the conversation with the audio so far). Nothing goes to the client."""
 
     request: ResponseRequest
@@ -129,12 +144,40 @@ class CancelResponse:
 
 
 @dataclass
+class Transcribe:
+    """Write down user audio item `item_id` (16 kHz float32 `audio`) and report it through
+    `on_transcript_delta` / `on_transcript_done` / `on_transcript_failed`. Where
+    `after_response_id` is set, that response's first audio should go out first."""
+
+    item_id: str
+    audio: np.ndarray
+    after_response_id: str | None = None
+
+
+@dataclass
+class JudgeTurnEnd:
+    """Ask the end-of-turn model whether `audio` (the turn so far, 16 kHz int16) is a complete
+    utterance, off the event loop, and answer with `on_turn_verdict(request_id, probability)`."""
+
+    request_id: int
+    audio: np.ndarray
+
+
+@dataclass
 class Close:
     code: int  # WebSocket close code
     reason: str
 
 
-Action = StartResponse | ConfirmResponse | CancelResponse | PrepareResponse | Close
+Action = (
+    StartResponse
+    | ConfirmResponse
+    | CancelResponse
+    | PrepareResponse
+    | Transcribe
+    | JudgeTurnEnd
+    | Close
+)
 Output = dict[str, Any] | Action
 
 
@@ -142,16 +185,23 @@ Output = dict[str, Any] | Action
 class SessionStats:
     audio_in_ms: float = 0.0
     audio_out_ms: float = 0.0
+    speech_heard_ms: float = 0.0  # audio inside turns that voice activity detection found
 
 
 @dataclass
 class ActiveResponse:
     id: str
     options: ResponseOptions
-    item: Item
     encoder: OutputEncoder | None  # None: a text-only response
+    message_id: str = field(default_factory=lambda: new_id("item"))
+    message: Item | None = None  # the spoken (or text) answer, once it begins
+    calls: dict[int, Item] = field(default_factory=dict)  # function calls by their index
+    output: list[Item] = field(default_factory=list)  # items in the order they began
     reasoning: str = ""
     first_audio_clock_ms: float | None = None
+
+    def index_of(self, item: Item) -> int:
+        return self.output.index(item)
 
 
 @dataclass
@@ -170,7 +220,8 @@ class Session:
         limits: Limits | None = None,
         session_id: str | None = None,
         speculate_after_ms: int | None = None,
-        prepare_every_ms: int | None = PREPARE_EVERY_MS,
+        prepare_every_ms: int | None = turns.PREPARE_EVERY_MS,
+        vad: str = "webrtc",
     ) -> None:
         self.id = session_id or new_id("sess")
         self.config = config
@@ -184,21 +235,34 @@ class Session:
         self.last_response_id: str | None = None
         self._out: list[Output] = []
         self._decoder = InputDecoder(config.input_format)
-        self._buffer = AudioBuffer()
-        self._vad = self._make_vad()
-        self._next_item_id = new_id("item")  # the id the next committed audio will get
-        self._speech_start_ms = 0
+        self.turns = turns.TurnTaking(
+            config.turn_detection,
+            lambda: new_id("item"),
+            vad=vad,
+            speculate_after_ms=speculate_after_ms,
+            prepare_every_ms=prepare_every_ms,
+        )
         self._last_speech_at: float | None = None
-        self._idle_since_ms: float | None = None
-        self._speculate_after_ms = speculate_after_ms
         self._speculation: Speculation | None = None
-        self._prepare_every_ms = prepare_every_ms
-        self._prepared_parts = 0  # PrepareResponse actions sent for the turn in progress
+        self._handlers: dict[str, Callable[[Any, float], None]] = {
+            "session.update": self._on_session_update,
+            "input_audio_buffer.append": self._on_input_audio_buffer_append,
+            "input_audio_buffer.commit": self._on_input_audio_buffer_commit,
+            "input_audio_buffer.clear": self._on_input_audio_buffer_clear,
+            "conversation.item.create": self._on_conversation_item_create,
+            "conversation.item.retrieve": self._on_conversation_item_retrieve,
+            "conversation.item.delete": self._on_conversation_item_delete,
+            "conversation.item.truncate": self._on_conversation_item_truncate,
+            "response.create": self._on_response_create,
+            "response.cancel": self._on_response_cancel,
+            "output_audio_buffer.clear": self._on_output_audio_buffer_clear,
+        }
+        assert set(self._handlers) == set(m.CLIENT_EVENTS)
 
     # --- public API --------------------------------------------------------------------
 
     def start(self) -> list[Output]:
-        self._emit("session.created", session=render_session(self.id, self.config, self.beta))
+        self._emit("session.created", session=self._render_session())
         return self._drain()
 
     def receive(self, message: str | bytes, now: float) -> list[Output]:
@@ -219,7 +283,7 @@ class Session:
             event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
             event = validate(data)
             type_: str = event.type  # type: ignore[attr-defined]
-            getattr(self, "_on_" + type_.replace(".", "_"))(event, now)
+            self._handlers[type_](event, now)
             if type_ in CHANGES_CONTEXT:
                 self._discard_speculation()  # the client changed what the guess was based on
         except ProtocolError as error:
@@ -237,36 +301,62 @@ class Session:
             self._apply(response, event)
         return self._drain()
 
-    def _apply(self, response: ActiveResponse, event: ResponseEvent) -> None:
-        if isinstance(event, ReasoningDelta):
-            response.reasoning += event.text
-            self._emit_part("response.reasoning_text.delta", response, delta=event.text)
-        elif isinstance(event, AnswerDelta):
-            response.item.text = (response.item.text or "") + event.text
-            kind = "output_audio_transcript" if response.encoder else "output_text"
-            self._emit_part(f"response.{kind}.delta", response, delta=event.text)
-        elif isinstance(event, SpeechChunk):
-            self._on_speech_chunk(response, event)
-        elif isinstance(event, ResponseFinished):
-            details = None
-            if event.status == "incomplete":
-                details = {"type": "incomplete", "reason": "max_output_tokens"}
-            usage = render_usage(event.input_tokens, event.reasoning_tokens, event.answer_tokens)
-            self._finish(event.status, details, usage, event.stage_seconds)
-
-    def on_response_failed(self, response_id: str) -> list[Output]:
-        """The responder raised: end the response as failed, tell the client without details."""
+    def on_response_failed(
+        self,
+        response_id: str,
+        code: ErrorCode = ErrorCode.SERVER_ERROR,
+        message: str | None = None,
+    ) -> list[Output]:
+        """The responder raised. With a client `code` the request itself could not be served
+        (e.g. the conversation does not fit the model) and `message` says why; a server-side
+        failure tells the client no more than that (the details are logged)."""
         if self._speculation is not None and self._speculation.response.id == response_id:
             self._speculation = None  # nobody saw it; the turn will start afresh when it commits
         elif self.response is not None and self.response.id == response_id:
-            error = {"type": "server_error", "code": str(ErrorCode.SERVER_ERROR)}
-            self._finish("failed", {"type": "failed", "error": error}, None)
-            self._error(
-                ProtocolError(
-                    ErrorCode.SERVER_ERROR,
-                    f"response {response_id} failed inside the server; it has been logged",
-                ),
-                None,
+            message = message or f"response {response_id} failed inside the server; it is logged"
+            event = error_event(new_id("event"), code, message)
+            self._finish("failed", {"type": "failed", "error": event["error"]}, None)
+            self._out.append(event)
+        return self._drain()
+
+    def on_turn_verdict(self, request_id: int, probability: float, now: float) -> list[Output]:
+        """The end-of-turn model's answer to `JudgeTurnEnd(request_id)`."""
+        if not self.closed:
+            self._turn_events(self.turns.verdict(request_id, probability), now)
+        return self._drain()
+
+    def on_transcript_delta(self, item_id: str, text: str) -> list[Output]:
+        if self._item(item_id) is not None and text:
+            self._emit(
+                "conversation.item.input_audio_transcription.delta",
+                item_id=item_id,
+                content_index=0,
+                delta=text,
+            )
+        return self._drain()
+
+    def on_transcript_done(
+        self, item_id: str, transcript: str, usage: dict[str, Any]
+    ) -> list[Output]:
+        item = self._item(item_id)
+        if item is not None:
+            item.text = transcript.strip()
+            self._emit(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=item.text,
+                usage=usage,
+            )
+        return self._drain()
+
+    def on_transcript_failed(self, item_id: str, message: str) -> list[Output]:
+        if self._item(item_id) is not None:
+            self._emit(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error={"type": "server_error", "code": "transcription_failed", "message": message},
             )
         return self._drain()
 
@@ -284,69 +374,82 @@ class Session:
     # --- client events -----------------------------------------------------------------
 
     def _on_session_update(self, event: m.SessionUpdate, now: float) -> None:
-        config = apply_update(self.config, event.session, self.voices)
+        config, errors = apply_update(self.config, event.session, self.voices, self.limits.config)
+        for error in errors:
+            self._error(error, event.event_id)
         if config.input_format != self.config.input_format:
             self._decoder = InputDecoder(config.input_format)
-        vad_changed = config.turn_detection != self.config.turn_detection
+        detection_changed = config.turn_detection != self.config.turn_detection
         self.config = config
-        if vad_changed:
-            self._vad = self._make_vad()
-        self._emit("session.updated", session=render_session(self.id, config, self.beta))
+        if detection_changed:
+            self.turns.configure(config.turn_detection)
+        self._emit("session.updated", session=self._render_session())
 
     def _on_input_audio_buffer_append(self, event: m.InputAudioBufferAppend, now: float) -> None:
         raw = b64decode(event.audio, "audio")
         fmt = self.config.input_format
-        if self._buffer.duration_ms + fmt.duration_ms(len(raw)) > self.limits.max_input_buffer_ms:
+        held_ms = self.turns.buffer.duration_ms
+        if held_ms + fmt.duration_ms(len(raw)) > self.limits.max_input_buffer_ms:
             raise ProtocolError(
                 ErrorCode.INPUT_AUDIO_BUFFER_FULL,
-                f"the input audio buffer holds {self._buffer.duration_ms:.0f} ms, the limit is "
+                f"the input audio buffer holds {held_ms:.0f} ms, the limit is "
                 f"{self.limits.max_input_buffer_ms} ms; commit or clear it before appending more",
                 "audio",
             )
         pcm = self._decoder.feed(raw)
-        self._buffer.append(pcm)
         self.stats.audio_in_ms += len(pcm) / SAMPLES_PER_MS
-        if self._vad is not None:
-            self._detect_turns(pcm, now)
+        in_turn = self.turns.state not in (turns.TurnState.MANUAL, turns.TurnState.LISTENING)
+        events = self.turns.append(pcm)
+        if in_turn or self.turns.voiced_in_last_feed:
+            self.stats.speech_heard_ms += len(pcm) / SAMPLES_PER_MS
+        if self.turns.voiced_in_last_feed:
+            self._last_speech_at = now
+        self._turn_events(events, now)
 
     def _on_input_audio_buffer_commit(self, event: m.InputAudioBufferCommit, now: float) -> None:
-        if self._buffer.empty:
+        if self.turns.buffer.empty:
             raise ProtocolError(
                 ErrorCode.INPUT_AUDIO_BUFFER_COMMIT_EMPTY,
                 "the input audio buffer is empty; append audio before committing",
             )
-        self._commit(self._buffer.start, self._buffer.end)
-        self._vad = self._make_vad()
+        self._check_room()
+        self._turn_events(self.turns.commit(), now)
 
     def _on_input_audio_buffer_clear(self, event: m.InputAudioBufferClear, now: float) -> None:
-        self._buffer.clear()
-        self._vad = self._make_vad()
+        self._turn_events(self.turns.clear(), now)
         self._emit("input_audio_buffer.cleared")
 
     def _on_conversation_item_create(self, event: m.ConversationItemCreate, now: float) -> None:
-        item = item_from_client(
-            event.item, self.config.input_format, (existing.id for existing in self.items)
-        )
+        self._check_room()
+        item = item_from_client(event.item, self.config.input_format, self.items)
+        check_item_size(item, self.limits.max_item_chars, self.limits.max_input_buffer_ms)
         position = len(self.items)
         previous = event.previous_item_id
         if previous == "root":
             position = 0
         elif previous is not None:
-            position = self._index_of(previous, "previous_item_id") + 1
+            position = (
+                self._index_of(
+                    previous, "previous_item_id", ErrorCode.ITEM_CREATE_INVALID_PREVIOUS_ITEM_ID
+                )
+                + 1
+            )
         self.items.insert(position, item)
         self._announce_item(item, self.items[position - 1].id if position else None)
 
     def _on_conversation_item_retrieve(self, event: m.ConversationItemRetrieve, now: float) -> None:
-        item = self.items[self._index_of(event.item_id, "item_id")]
+        index = self._index_of(event.item_id, "item_id", ErrorCode.ITEM_RETRIEVE_INVALID_ITEM_ID)
+        item = self.items[index]
         fmt = self.config.output_format if item.role == "assistant" else self.config.input_format
         self._emit("conversation.item.retrieved", item=render_item(item, self.beta, fmt))
 
     def _on_conversation_item_delete(self, event: m.ConversationItemDelete, now: float) -> None:
-        index = self._index_of(event.item_id, "item_id")
-        if self.response is not None and self.response.item.id == event.item_id:
+        index = self._index_of(event.item_id, "item_id", ErrorCode.ITEM_DELETE_INVALID_ITEM_ID)
+        response = self.response
+        if response is not None and any(item.id == event.item_id for item in response.output):
             raise ProtocolError(
                 ErrorCode.ITEM_IN_PROGRESS,
-                f"item {event.item_id} is being written by response {self.response.id}; "
+                f"item {event.item_id} is being written by response {response.id}; "
                 "cancel the response first",
                 "item_id",
             )
@@ -354,7 +457,8 @@ class Session:
         self._emit("conversation.item.deleted", item_id=event.item_id)
 
     def _on_conversation_item_truncate(self, event: m.ConversationItemTruncate, now: float) -> None:
-        item = self.items[self._index_of(event.item_id, "item_id")]
+        index = self._index_of(event.item_id, "item_id", ErrorCode.ITEM_TRUNCATE_INVALID_ITEM_ID)
+        item = self.items[index]
         if item.role != "assistant" or item.kind != "audio":
             raise ProtocolError(
                 ErrorCode.TRUNCATE_INVALID_ITEM,
@@ -367,7 +471,7 @@ class Session:
                 f"item {item.id} has one content part; content_index must be 0",
                 "content_index",
             )
-        in_progress = self.response is not None and self.response.item is item
+        in_progress = self.response is not None and self.response.message is item
         sent_ms = item.audio_ms
         if event.audio_end_ms > sent_ms and not in_progress:
             raise ProtocolError(
@@ -393,7 +497,7 @@ class Session:
                 f"response {self.response.id} is in progress; wait for its response.done "
                 "or send response.cancel",
             )
-        options = response_options(self.config, event.response, self.voices)
+        options = response_options(self.config, event.response, self.voices, self.limits.config)
         self._start_response(options, speech_end_at=None, committed_at=now)
 
     def _on_response_cancel(self, event: m.ResponseCancel, now: float) -> None:
@@ -412,108 +516,106 @@ class Session:
             self._cancel("client_cancelled")
         self._emit("output_audio_buffer.cleared", response_id=self.last_response_id or "")
 
-    # --- turn detection ----------------------------------------------------------------
+    # --- turn-taking -------------------------------------------------------------------
 
-    def _make_vad(self) -> TurnDetector | None:
-        vad = self.config.turn_detection
-        if vad is None:
-            return None
-        return TurnDetector(vad, start_ms=int(self._buffer.clock_ms))
+    def _turn_events(self, events: list[turns.TurnEvent], now: float) -> None:
+        for event in events:
+            if isinstance(event, turns.SpeechStarted):
+                self._on_speech_started(event)
+            elif isinstance(event, turns.SpeechStopped):
+                self._emit(
+                    "input_audio_buffer.speech_stopped",
+                    audio_end_ms=event.audio_end_ms,
+                    item_id=event.item_id,
+                )
+            elif isinstance(event, turns.TurnCommitted):
+                self._on_turn_committed(event, now)
+            elif isinstance(event, turns.Speculate):
+                self._speculate(event)
+            elif isinstance(event, turns.Resumed):
+                self._discard_speculation()
+            elif isinstance(event, turns.Prepare):
+                options = response_options(self.config, None, self.voices)
+                turn = Turn("user", audio=to_model_audio(event.audio), item_id=event.item_id)
+                self._out.append(PrepareResponse(self._request(options, [turn])))
+            elif isinstance(event, turns.AskEndOfTurn):
+                self._out.append(JudgeTurnEnd(event.request_id, event.audio))
+            elif isinstance(event, turns.IdleTimeout):
+                self._emit(
+                    "input_audio_buffer.timeout_triggered",
+                    audio_start_ms=event.audio_start_ms,
+                    audio_end_ms=event.audio_end_ms,
+                    item_id=event.item_id,
+                )
 
-    def _detect_turns(self, pcm: np.ndarray, now: float) -> None:
-        assert self._vad is not None
-        events = self._vad.feed(pcm)
-        if self._vad.voiced_in_last_feed:
-            self._last_speech_at = now
-        for vad_event in events:
-            if isinstance(vad_event, SpeechStarted):
-                self._on_speech_started(vad_event.audio_start_ms)
-            else:
-                self._on_speech_stopped(vad_event.audio_end_ms, now)
-        if self._vad.in_speech:
-            self._speculate()
-            self._prepare_ahead()
-        else:
-            self._check_idle(now)
-            # keep only what a coming onset may reach back to
-            keep_ms = self._vad.config.prefix_padding_ms + (START_WINDOW_FRAMES + 1) * FRAME_MS
-            self._buffer.drop_before(self._buffer.end - keep_ms * SAMPLES_PER_MS)
-
-    def _on_speech_started(self, audio_start_ms: int) -> None:
-        self._speech_start_ms = audio_start_ms
-        self._prepared_parts = 0
-        self._idle_since_ms = None
+    def _on_speech_started(self, event: turns.SpeechStarted) -> None:
         self._emit(
             "input_audio_buffer.speech_started",
-            audio_start_ms=audio_start_ms,
-            item_id=self._next_item_id,
+            audio_start_ms=event.audio_start_ms,
+            item_id=event.item_id,
         )
-        vad = self.config.turn_detection
-        if self.response is not None and vad is not None and vad.interrupt_response:
+        detection = self.config.turn_detection
+        if self.response is not None and detection is not None and detection.interrupt_response:
             self._cancel("turn_detected")
 
-    def _on_speech_stopped(self, audio_end_ms: int, now: float) -> None:
-        self._emit(
-            "input_audio_buffer.speech_stopped",
-            audio_end_ms=audio_end_ms,
-            item_id=self._next_item_id,
-        )
-        self._commit(self._speech_start_ms * SAMPLES_PER_MS, audio_end_ms * SAMPLES_PER_MS)
-        vad = self.config.turn_detection
-        if vad is None or not vad.create_response or self.response is not None:
+    def _on_turn_committed(self, event: turns.TurnCommitted, now: float) -> None:
+        if len(self.items) >= self.limits.max_items:
             self._discard_speculation()
-        elif self._speculation is not None:
-            self._confirm_speculation(self._last_speech_at, now)
-        else:
-            options = response_options(self.config, None, self.voices)
-            self._start_response(options, speech_end_at=self._last_speech_at, committed_at=now)
+            self._error(self._full_error(), None)
+            return
+        item = Item(event.item_id, "user", "audio", audio=event.audio)
+        previous = self.items[-1].id if self.items else None
+        self.items.append(item)
+        self._emit("input_audio_buffer.committed", item_id=item.id, previous_item_id=previous)
+        self._announce_item(item, previous)
+        if event.by != "client":
+            self._respond_to_turn(event.by, now)
+        transcription = self.config.transcription
+        if transcription is not None:
+            response = self.response.id if self.response is not None else None
+            self._out.append(Transcribe(item.id, to_model_audio(event.audio), response))
 
-    def _speculate(self) -> None:
-        """In a pause inside a turn: drop a guess that speech has overtaken, or start one."""
-        assert self._vad is not None
-        if self._speculation is not None and self._vad.voiced_in_last_feed:
+    def _respond_to_turn(self, by: str, now: float) -> None:
+        """A detector closed the turn (VAD silence, the end-of-turn model, or idle)."""
+        detection = self.config.turn_detection
+        create = detection is not None and detection.create_response
+        if not create or self.response is not None:
             self._discard_speculation()
-        vad = self.config.turn_detection
+        elif self._speculation is not None and by != "idle":
+            self._confirm_speculation(self._last_speech_at, now, by)
+        else:
+            self._discard_speculation()
+            options = response_options(self.config, None, self.voices)
+            speech_end_at = None if by == "idle" else self._last_speech_at
+            self._start_response(options, speech_end_at, now, by)
+
+    def _speculate(self, event: turns.Speculate) -> None:
+        detection = self.config.turn_detection
         if (
-            self._speculate_after_ms is None
-            or self._speculation is not None
+            self._speculation is not None
             or self.response is not None
-            or vad is None
-            or not vad.create_response
-            or self._vad.silent_ms < self._speculate_after_ms
+            or detection is None
+            or not detection.create_response
         ):
             return
-        audio = self._buffer.slice(self._speech_start_ms * SAMPLES_PER_MS, self._buffer.end)
-        turn = Turn("user", audio=to_model_audio(audio), item_id=self._next_item_id)
+        turn = Turn("user", audio=to_model_audio(event.audio), item_id=event.item_id)
         options = response_options(self.config, None, self.voices)
-        response, request = self._prepare_response(options, [turn])
+        response = self._new_response(options)
         self._speculation = Speculation(response, [])
+        request = self._request(options, [turn])
         self._out.append(
             StartResponse(response.id, request, _mode(options), None, None, speculative=True)
         )
 
-    def _prepare_ahead(self) -> None:
-        """Every `prepare_every_ms` of the turn in progress: let the responder work ahead."""
-        if self._prepare_every_ms is None:
-            return
-        turn_ms = self._buffer.end / SAMPLES_PER_MS - self._speech_start_ms
-        parts = int(turn_ms // self._prepare_every_ms)
-        if parts <= self._prepared_parts:
-            return
-        self._prepared_parts = parts
-        audio = self._buffer.slice(self._speech_start_ms * SAMPLES_PER_MS, self._buffer.end)
-        turn = Turn("user", audio=to_model_audio(audio), item_id=self._next_item_id)
-        options = response_options(self.config, None, self.voices)
-        _, request = self._prepare_response(options, [turn])
-        self._out.append(PrepareResponse(request))
-
-    def _confirm_speculation(self, speech_end_at: float | None, committed_at: float) -> None:
+    def _confirm_speculation(
+        self, speech_end_at: float | None, committed_at: float, by: str
+    ) -> None:
         speculation = self._speculation
         assert speculation is not None
         self._speculation = None
         response = speculation.response
         self._announce_response(response)
-        self._out.append(ConfirmResponse(response.id, speech_end_at, committed_at))
+        self._out.append(ConfirmResponse(response.id, speech_end_at, committed_at, by))
         for event in speculation.held:
             if self.response is not response:
                 break  # it finished among the held events
@@ -524,65 +626,98 @@ class Session:
             self._out.append(CancelResponse(self._speculation.response.id, "speculation_discarded"))
             self._speculation = None
 
-    def _check_idle(self, now: float) -> None:
-        """`idle_timeout_ms` on the audio clock: it starts when the last response's audio would
-        have finished playing (its first audio plus its duration) and counts input audio without
-        speech. A client that stops streaming stops this clock (OpenAI's runs on wall time)."""
-        vad = self.config.turn_detection
-        if vad is None or vad.idle_timeout_ms is None or self.response is not None:
-            return
-        clock_ms = self._buffer.clock_ms
-        if self._idle_since_ms is None or clock_ms - self._idle_since_ms < vad.idle_timeout_ms:
-            return
-        self._emit(
-            "input_audio_buffer.timeout_triggered",
-            audio_start_ms=int(self._idle_since_ms),
-            audio_end_ms=int(clock_ms),
-            item_id=self._next_item_id,
-        )
-        self._idle_since_ms = None
-        self._commit(self._buffer.start, self._buffer.end)
-        options = response_options(self.config, None, self.voices)
-        self._start_response(options, speech_end_at=None, committed_at=now)
-
-    def _commit(self, begin: int, end: int) -> None:
-        pcm = self._buffer.slice(begin, end)
-        self._buffer.drop_before(end)
-        item = Item(self._next_item_id, "user", "audio", audio=pcm, sample_rate=MODEL_SAMPLE_RATE)
-        self._next_item_id = new_id("item")
-        previous = self.items[-1].id if self.items else None
-        self.items.append(item)
-        self._emit("input_audio_buffer.committed", item_id=item.id, previous_item_id=previous)
-        self._announce_item(item, previous)
-
     # --- responses ---------------------------------------------------------------------
 
     def _start_response(
-        self, options: ResponseOptions, speech_end_at: float | None, committed_at: float
+        self,
+        options: ResponseOptions,
+        speech_end_at: float | None,
+        committed_at: float,
+        detector: str = "client",
     ) -> None:
-        response, request = self._prepare_response(options, [])
+        response = self._new_response(options)
+        request = self._request(options, [])
         self._announce_response(response)
         self._out.append(
-            StartResponse(response.id, request, _mode(options), speech_end_at, committed_at)
+            StartResponse(
+                response.id,
+                request,
+                _mode(options),
+                speech_end_at,
+                committed_at,
+                detector=detector,
+            )
         )
 
-    def _prepare_response(
-        self, options: ResponseOptions, extra_turns: list[Turn]
-    ) -> tuple[ActiveResponse, ResponseRequest]:
-        """The response and what the responder is asked; nothing is emitted yet."""
+    def _new_response(self, options: ResponseOptions) -> ActiveResponse:
         speak = "audio" in options.output_modalities
-        request = ResponseRequest(
-            turns=[turn_of(item) for item in self.items] + extra_turns,
+        encoder = OutputEncoder(options.output_format) if speak else None
+        return ActiveResponse(new_id("resp"), options, encoder)
+
+    def _request(self, options: ResponseOptions, extra_turns: list[Turn]) -> ResponseRequest:
+        """What the responder is asked: the conversation (and a turn still being spoken)."""
+        return ResponseRequest(
+            turns=model_turns(self.items) + extra_turns,
             instructions=options.instructions or None,
-            speak=speak,
+            speak="audio" in options.output_modalities,
             voice=options.voice or None,
             speech_rate=self.config.speed,
             max_output_tokens=options.max_output_tokens,
             temperature=options.temperature,
             reasoning_effort=options.reasoning_effort,
+            tools=options.prompt_tools,
+            truncation=self.config.truncation,
         )
-        item = Item(
-            new_id("item"),
+
+    def _announce_response(self, response: ActiveResponse) -> None:
+        """The response becomes the session's; its items come as the model writes them."""
+        self.response = response
+        self.last_response_id = response.id
+        self.turns.response_started()
+        self._emit(
+            "response.created",
+            response=render_response(response.id, response.options, self.beta),
+        )
+
+    def _apply(self, response: ActiveResponse, event: ResponseEvent) -> None:
+        if isinstance(event, ReasoningDelta):
+            response.reasoning += event.text
+            if self.config.reasoning_visible:
+                self._emit_part(
+                    "response.reasoning_text.delta",
+                    response,
+                    response.message_id,
+                    delta=event.text,
+                )
+        elif isinstance(event, AnswerDelta):
+            message = self._message(response)
+            message.text = (message.text or "") + event.text
+            kind = "output_audio_transcript" if response.encoder else "output_text"
+            self._emit_part(f"response.{kind}.delta", response, message.id, delta=event.text)
+        elif isinstance(event, SpeechChunk):
+            self._on_speech_chunk(response, event)
+        elif isinstance(event, ToolCallDelta):
+            call = self._call(response, event.index, event.name)
+            call.arguments = (call.arguments or "") + event.delta
+            self._emit_call(
+                "response.function_call_arguments.delta", response, call, delta=event.delta
+            )
+        elif isinstance(event, ToolCalled):
+            self._on_tool_called(response, event)
+        elif isinstance(event, ResponseFinished):
+            details = None
+            if event.status == "incomplete":
+                details = {"type": "incomplete", "reason": "max_output_tokens"}
+            usage = render_usage(event.input_tokens, event.reasoning_tokens, event.answer_tokens)
+            self._finish(event.status, details, usage, event.stage_seconds)
+
+    def _message(self, response: ActiveResponse) -> Item:
+        """The response's message item, begun (announced) at its first text or audio."""
+        if response.message is not None:
+            return response.message
+        speak = response.encoder is not None
+        message = Item(
+            response.message_id,
             "assistant",
             "audio" if speak else "text",
             text="",
@@ -590,40 +725,74 @@ class Session:
             sample_rate=TTS_SAMPLE_RATE,
             status="in_progress",
         )
-        encoder = OutputEncoder(options.output_format) if speak else None
-        return ActiveResponse(new_id("resp"), options, item, encoder), request
+        response.message = message
+        self._begin_item(response, message)
+        self._emit_part(
+            "response.content_part.added", response, message.id, part=render_part(message)
+        )
+        return message
 
-    def _announce_response(self, response: ActiveResponse) -> None:
-        """The response becomes the session's: its item joins the conversation, events go out."""
-        item, options = response.item, response.options
+    def _call(self, response: ActiveResponse, index: int, name: str) -> Item:
+        """The response's function call number `index`, begun at its first argument text."""
+        call = response.calls.get(index)
+        if call is None:
+            call = function_call_item(new_id("item"), new_id("call"), name, "", "in_progress")
+            response.calls[index] = call
+            self._begin_item(response, call)
+        return call
+
+    def _begin_item(self, response: ActiveResponse, item: Item) -> None:
         previous = self.items[-1].id if self.items else None
+        response.output.append(item)
         self.items.append(item)
-        self.response = response
-        self.last_response_id = response.id
-        self._emit("response.created", response=render_response(response.id, options, self.beta))
         self._emit(
             "response.output_item.added",
             response_id=response.id,
-            output_index=0,
+            output_index=response.index_of(item),
             item=render_item(item, self.beta),
         )
         self._announce_item(item, previous, done=False)
-        self._emit_part("response.content_part.added", response, part=render_part(item))
+
+    def _on_tool_called(self, response: ActiveResponse, event: ToolCalled) -> None:
+        call = self._call(response, event.index, event.call.name)
+        call.arguments = canonical_arguments(event.call.arguments)
+        call.status = "completed"
+        self._emit_call(
+            "response.function_call_arguments.done",
+            response,
+            call,
+            name=call.name,
+            arguments=call.arguments,
+        )
+        self._end_item(response, call)
+
+    def _end_item(self, response: ActiveResponse, item: Item) -> None:
+        rendered = render_item(item, self.beta)
+        self._emit(
+            "response.output_item.done",
+            response_id=response.id,
+            output_index=response.index_of(item),
+            item=rendered,
+        )
+        self._emit("conversation.item.done", item=rendered)
 
     def _on_speech_chunk(self, response: ActiveResponse, event: SpeechChunk) -> None:
         if response.encoder is None:
             return  # a text-only response has no audio to send
-        item = response.item
+        message = self._message(response)
         pcm = event.chunk.pcm.astype(np.int16)
         if response.first_audio_clock_ms is None:
-            response.first_audio_clock_ms = self._buffer.clock_ms
-        item.audio = np.concatenate([item.audio, pcm]) if item.audio is not None else pcm
-        item.words.extend(event.chunk.words)
+            response.first_audio_clock_ms = self.turns.buffer.clock_ms
+        message.audio = np.concatenate([message.audio, pcm]) if message.audio is not None else pcm
+        message.words.extend(event.chunk.words)
         self.stats.audio_out_ms += len(pcm) * 1000 / TTS_SAMPLE_RATE
         data = response.encoder.feed(pcm)
         if data:
             self._emit_part(
-                "response.output_audio.delta", response, delta=base64.b64encode(data).decode()
+                "response.output_audio.delta",
+                response,
+                message.id,
+                delta=base64.b64encode(data).decode(),
             )
 
     def _cancel(self, reason: str) -> None:
@@ -640,28 +809,19 @@ class Session:
     ) -> None:
         response = self.response
         assert response is not None
-        item = response.item
-        item.status = "completed" if status == "completed" else "incomplete"
-        if response.reasoning:
-            self._emit_part("response.reasoning_text.done", response, text=response.reasoning)
-        if response.encoder is not None:
-            tail = response.encoder.flush() if status != "cancelled" else b""
-            if tail:
-                self._emit_part(
-                    "response.output_audio.delta", response, delta=base64.b64encode(tail).decode()
-                )
-            self._emit_part("response.output_audio.done", response)
+        if response.reasoning and self.config.reasoning_visible:
             self._emit_part(
-                "response.output_audio_transcript.done", response, transcript=item.text or ""
+                "response.reasoning_text.done",
+                response,
+                response.message_id,
+                text=response.reasoning,
             )
-        else:
-            self._emit_part("response.output_text.done", response, text=item.text or "")
-        self._emit_part("response.content_part.done", response, part=render_part(item))
-        rendered = render_item(item, self.beta)
-        self._emit(
-            "response.output_item.done", response_id=response.id, output_index=0, item=rendered
-        )
-        self._emit("conversation.item.done", item=rendered)
+        if response.message is not None:
+            self._finish_message(response, response.message, status)
+        for call in response.calls.values():
+            if call.status == "in_progress":  # cut off before its arguments closed
+                call.status = "incomplete"
+                self._end_item(response, call)
         self._emit(
             "response.done",
             response=render_response(
@@ -670,24 +830,66 @@ class Session:
                 self.beta,
                 status=status,
                 status_details=details,
-                output=[rendered],
+                output=[render_item(item, self.beta) for item in response.output],
                 usage=usage,
                 stage_seconds=stage_seconds,
             ),
         )
         self.response = None
-        clock_ms = self._buffer.clock_ms
-        played_from = response.first_audio_clock_ms or clock_ms
-        self._idle_since_ms = max(clock_ms, played_from + item.audio_ms)
+        played_from = response.first_audio_clock_ms or self.turns.buffer.clock_ms
+        audio_ms = response.message.audio_ms if response.message is not None else 0
+        self.turns.response_done(played_from + audio_ms)
+
+    def _finish_message(self, response: ActiveResponse, message: Item, status: str) -> None:
+        message.status = "completed" if status == "completed" else "incomplete"
+        if response.encoder is not None:
+            tail = response.encoder.flush() if status != "cancelled" else b""
+            if tail:
+                self._emit_part(
+                    "response.output_audio.delta",
+                    response,
+                    message.id,
+                    delta=base64.b64encode(tail).decode(),
+                )
+            self._emit_part("response.output_audio.done", response, message.id)
+            self._emit_part(
+                "response.output_audio_transcript.done",
+                response,
+                message.id,
+                transcript=message.text or "",
+            )
+        else:
+            self._emit_part(
+                "response.output_text.done", response, message.id, text=message.text or ""
+            )
+        self._emit_part(
+            "response.content_part.done", response, message.id, part=render_part(message)
+        )
+        self._end_item(response, message)
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _index_of(self, item_id: str, param: str) -> int:
+    def _render_session(self) -> dict[str, Any]:
+        return render_session(self.id, self.config, self.beta)
+
+    def _item(self, item_id: str) -> Item | None:
+        return next((item for item in self.items if item.id == item_id), None)
+
+    def _index_of(self, item_id: str, param: str, code: ErrorCode) -> int:
         for index, item in enumerate(self.items):
             if item.id == item_id:
                 return index
-        raise ProtocolError(
-            ErrorCode.ITEM_NOT_FOUND, f"no item with id {item_id!r} in the conversation", param
+        raise ProtocolError(code, f"no item with id {item_id!r} in the conversation", param)
+
+    def _check_room(self) -> None:
+        if len(self.items) >= self.limits.max_items:
+            raise self._full_error()
+
+    def _full_error(self) -> ProtocolError:
+        return ProtocolError(
+            ErrorCode.CONVERSATION_FULL,
+            f"the conversation holds {len(self.items)} items, the limit of this session; "
+            "delete old items (conversation.item.delete) to add more",
         )
 
     def _announce_item(self, item: Item, previous: str | None, done: bool = True) -> None:
@@ -696,13 +898,25 @@ class Session:
         if done:
             self._emit("conversation.item.done", item=rendered, previous_item_id=previous)
 
-    def _emit_part(self, type_: str, response: ActiveResponse, **fields: Any) -> None:
+    def _emit_part(self, type_: str, response: ActiveResponse, item_id: str, **fields: Any) -> None:
+        message = response.message
+        index = response.index_of(message) if message is not None else len(response.output)
         self._emit(
             type_,
             response_id=response.id,
-            item_id=response.item.id,
-            output_index=0,
+            item_id=item_id,
+            output_index=index,
             content_index=0,
+            **fields,
+        )
+
+    def _emit_call(self, type_: str, response: ActiveResponse, call: Item, **fields: Any) -> None:
+        self._emit(
+            type_,
+            response_id=response.id,
+            item_id=call.id,
+            output_index=response.index_of(call),
+            call_id=call.call_id,
             **fields,
         )
 
@@ -731,4 +945,4 @@ class Session:
 
 def _mode(options: ResponseOptions) -> str:
     """The `mode` label of the latency metrics."""
-    return options.reasoning_effort or "default"
+    return options.reasoning_effort

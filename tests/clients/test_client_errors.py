@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from server.settings import Settings
 from step_realtime_client import (
     AuthenticationError,
+    NoSpeechDetected,
     RealtimeClient,
     ServerError,
     ServerRefused,
@@ -44,3 +46,10 @@ async def test_a_bad_session_update_names_the_field(running_server: RunningServe
     with pytest.raises(ServerError, match="nobody") as raised:
         await client.connect()
     assert raised.value.event.code == "invalid_value"
+
+
+async def test_silent_audio_says_no_speech_was_heard(running_server: RunningServer) -> None:
+    silent = np.zeros(24_000, np.int16)  # one second of digital silence
+    async with RealtimeClient(running_server.url, api_key=API_KEY) as client:
+        with pytest.raises(NoSpeechDetected, match="heard no speech"):
+            await client.ask(silent, realtime=False)

@@ -74,7 +74,7 @@ async def test_audio_turn_over_the_socket_and_metrics(make_server) -> None:
                 "input_audio_buffer.speech_stopped",
             ]
             assert "response.output_audio.delta" in kinds
-            assert "response.reasoning_text.delta" in kinds
+            assert not [k for k in kinds if "reasoning" in k]  # only for clients that ask
             assert events[-1]["response"]["status"] == "completed"
             async with httpx.AsyncClient() as http:
                 text = (await http.get(f"http://{address}/metrics")).text
@@ -144,7 +144,8 @@ BAD_MESSAGES = [
     ("truncate_past_end", [ASSISTANT_ITEM],
      _event(type="conversation.item.truncate", item_id="item_said", content_index=0,
             audio_end_ms=100), "truncate_past_end"),
-    ("unknown_item", [], _event(type="conversation.item.delete", item_id="x"), "item_not_found"),
+    ("unknown_item", [], _event(type="conversation.item.delete", item_id="x"),
+     "item_delete_invalid_item_id"),
     ("cancel_without_response", [], _event(type="response.cancel"), "response_cancel_not_active"),
 ]  # fmt: skip
 SMALL_LIMITS = Settings(max_message_bytes=32_000, max_input_buffer_seconds=0.15)

@@ -56,6 +56,52 @@ def test_refuses_unknown_reasoning_effort(capsys: pytest.CaptureFixture[str]) ->
     assert "xhigh" in capsys.readouterr().err
 
 
+def test_refuses_a_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "99999", "--responder", "x:y"]) == 2
+    assert "99999 is not a TCP port" in capsys.readouterr().err
+
+
+def test_refuses_unknown_turn_detection_and_vad(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--turn-detection", "magic", "--responder", "x:y"]) == 2
+    assert "semantic_vad" in capsys.readouterr().err
+    assert main(["serve", "--vad", "magic", "--responder", "x:y"]) == 2
+    assert "silero" in capsys.readouterr().err
+
+
+def test_answer_refuses_an_unknown_effort_without_a_traceback(tmp_path: Path) -> None:
+    done = _answer(tmp_path, "--effort", "extreme")
+    assert done.returncode == 2 and "invalid choice: 'extreme'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_answer_says_a_model_file_is_not_a_checkpoint_directory(tmp_path: Path) -> None:
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"not a checkpoint")
+    done = _answer(tmp_path, "--model", str(model))
+    assert done.returncode == 1 and "is a file; --model takes the checkpoint's directory" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_answer_writes_no_colour_codes_into_a_pipe(tmp_path: Path) -> None:
+    done = _answer(tmp_path, "--effort", "xhigh")
+    assert done.returncode == 0, done.stderr
+    assert "\033" not in done.stdout and done.stdout.strip()
+
+
+def _answer(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`step-realtime answer` on a spoken question, its output piped (not a terminal)."""
+    import soundfile
+
+    from tests.server.helpers import spoken
+
+    question = tmp_path / "question.wav"
+    soundfile.write(question, spoken("what is seven times six", rate=16_000), 16_000)
+    command = [sys.executable, "-m", "server.cli", "answer", str(question), *flags]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
 def test_serve_process_answers_health_and_logs_json() -> None:
     command = [
         sys.executable,

@@ -43,6 +43,7 @@ async def test_openai_sdk_speech_turn(make_server) -> None:
                 session={
                     "type": "realtime",
                     "output_modalities": ["audio"],
+                    "include": ["response.reasoning_text"],  # type: ignore[list-item]
                     "audio": {
                         "input": {
                             "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}

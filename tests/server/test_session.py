@@ -19,7 +19,6 @@ from openai.types.beta.realtime.realtime_server_event import (
 )
 from openai.types.realtime.realtime_server_event import RealtimeServerEvent
 
-from server.audio import PCM_16K, PCMA, PCMU, AudioFormat, encode_samples
 from server.protocol import (
     CancelResponse,
     Close,
@@ -30,8 +29,9 @@ from server.protocol import (
     SessionConfig,
     StartResponse,
 )
-from server.vad import ServerVad
+from server.protocol.audio import PCM_16K, PCMA, PCMU, AudioFormat, encode_samples
 from streaming.responder import ResponseEvent, ResponseFinished, SpeechChunk
+from streaming.turns.detection import ServerVad
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY, FixedReplyResponder
 from tests.server.helpers import appends, spoken
 
@@ -136,8 +136,11 @@ def check_sdk_parses(event: dict[str, Any], beta: bool) -> None:
         return
     if beta and "session" in event:  # the beta types list OpenAI's model names only
         event = {**event, "session": {**event["session"], "model": "gpt-realtime"}}
-    # our one extension to the formats: PCM at 16 kHz; the SDK's type allows only 24000
-    event = json.loads(json.dumps(event).replace('"rate": 16000', '"rate": 24000'))
+    # our extensions: PCM at 16 kHz (the SDK's type allows only 24000), and the reasoning
+    # stream as an `include` entry (echoed to the clients that ask for it)
+    text = json.dumps(event).replace('"rate": 16000', '"rate": 24000')
+    text = text.replace('"include": ["response.reasoning_text"]', '"include": null')
+    event = json.loads(text)
     model = (BETA_EVENTS if beta else GA_EVENTS)[event["type"]]
     model.model_validate(event)
 
@@ -227,11 +230,19 @@ def test_session_update_beta_shape_and_null_turn_detection() -> None:
     [
         ({"voice": "alloy"}, ErrorCode.INVALID_VALUE),
         (
-            {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}},
-            ErrorCode.UNSUPPORTED_FEATURE,
+            {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "threshold": 0.5}}}},
+            ErrorCode.UNKNOWN_PARAMETER,
         ),
         ({"reasoning": {"effort": "extreme"}}, ErrorCode.INVALID_VALUE),
-        ({"tools": [{"type": "function", "name": "f"}]}, ErrorCode.UNSUPPORTED_FEATURE),
+        ({"tools": [{"type": "function", "name": "two words"}]}, ErrorCode.INVALID_VALUE),
+        ({"tools": [{"type": "mcp", "server_label": "x"}]}, ErrorCode.INVALID_VALUE),
+        ({"include": ["everything"]}, ErrorCode.INVALID_VALUE),
+        ({"instructions": "x" * 70_000}, ErrorCode.INVALID_VALUE),
+        (
+            {"truncation": {"type": "retention_ratio", "retention_ratio": 2}},
+            ErrorCode.INVALID_VALUE,
+        ),
+        ({"noise_reduction_typo": 1}, ErrorCode.UNKNOWN_PARAMETER),
     ],
 )
 def test_session_update_rejects_what_it_cannot_honour(session: dict, code: ErrorCode) -> None:
@@ -240,7 +251,67 @@ def test_session_update_rejects_what_it_cannot_honour(session: dict, code: Error
     events = h.send({"type": "session.update", "event_id": "evt_1", "session": session})
     assert errors(events) == [code]
     assert events[0]["error"]["event_id"] == "evt_1"
-    assert h.session.config == before  # nothing half-applied
+    assert types(events)[-1] == "session.updated"  # what is in force, unchanged
+    assert h.session.config == before
+
+
+def test_one_bad_field_is_refused_alone_and_the_rest_applies() -> None:
+    h = Harness()
+    events = h.send(
+        {
+            "type": "session.update",
+            "session": {
+                "instructions": "You are a calculator.",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": 44_100},
+                        "turn_detection": {"type": "semantic_vad", "eagerness": "high"},
+                        "transcription": {"model": "whisper-1"},
+                        "noise_reduction": {"type": "near_field"},
+                    },
+                    "output": {"voice": "no-such-voice", "speed": 1.2},
+                },
+                "tools": [
+                    {
+                        "type": "function",
+                        "name": "calculate",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"expression": {"type": "string"}},
+                        },
+                    }
+                ],
+                "tool_choice": "auto",
+                "include": ["response.reasoning_text"],
+                "truncation": "disabled",
+            },
+        }
+    )
+    assert sorted(errors(events)) == sorted(
+        [ErrorCode.UNSUPPORTED_AUDIO_FORMAT, ErrorCode.INVALID_VALUE]
+    )
+    session = events[-1]["session"]
+    assert session["instructions"] == "You are a calculator."
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24_000}
+    assert session["audio"]["input"]["turn_detection"] == {
+        "type": "semantic_vad", "eagerness": "high", "create_response": True,
+        "interrupt_response": True,
+    }  # fmt: skip
+    assert session["audio"]["input"]["transcription"] == {"model": "whisper-1"}
+    assert session["audio"]["input"]["noise_reduction"] is None  # none is done: none is echoed
+    assert (
+        session["audio"]["output"]["voice"] == "en-us"
+        and session["audio"]["output"]["speed"] == 1.2
+    )
+    assert [tool["name"] for tool in session["tools"]] == ["calculate"]
+    assert session["include"] == ["response.reasoning_text"]
+    assert session["truncation"] == "disabled"
+
+
+def test_session_created_reports_the_effort_in_force() -> None:
+    h = Harness()
+    created = h.session.start()[0]
+    assert created["session"]["reasoning"] == {"effort": "medium"}
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -248,18 +319,22 @@ def test_session_update_rejects_what_it_cannot_honour(session: dict, code: Error
 
 async def test_text_turn_full_output_sequence() -> None:
     h = Harness()
+    h.send({"type": "session.update", "session": {"include": ["response.reasoning_text"]}})
     h.text_turn()
     created = h.send({"type": "response.create"})
-    assert types(created) == [
-        "response.created",
-        "response.output_item.added",
-        "conversation.item.added",
-        "response.content_part.added",
-    ]
+    assert types(created) == ["response.created"]  # its items come as the model writes them
     request = h.last_start().request
     assert request.turns[-1].text == "what is seven times six" and request.speak
     events = await h.play(FixedReplyResponder())
     kinds = types(events)
+    first_answer = kinds.index("response.output_item.added")
+    assert kinds[first_answer : first_answer + 4] == [
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.content_part.added",
+        "response.output_audio_transcript.delta",
+    ]
+    assert kinds.index("response.reasoning_text.delta") < first_answer
     assert kinds[-7:] == [
         "response.reasoning_text.done",
         "response.output_audio.done",
@@ -728,10 +803,85 @@ BAD_INPUTS = [
         ErrorCode.TRUNCATE_PAST_END,
     ),
     (
-        "unknown_item",
+        "unknown_item_retrieve",
         _setup_nothing,
         {"type": "conversation.item.retrieve", "item_id": "nope"},
-        ErrorCode.ITEM_NOT_FOUND,
+        ErrorCode.ITEM_RETRIEVE_INVALID_ITEM_ID,
+    ),
+    (
+        "unknown_item_delete",
+        _setup_nothing,
+        {"type": "conversation.item.delete", "item_id": "nope"},
+        ErrorCode.ITEM_DELETE_INVALID_ITEM_ID,
+    ),
+    (
+        "unknown_item_truncate",
+        _setup_nothing,
+        {
+            "type": "conversation.item.truncate",
+            "item_id": "nope",
+            "content_index": 0,
+            "audio_end_ms": 0,
+        },
+        ErrorCode.ITEM_TRUNCATE_INVALID_ITEM_ID,
+    ),
+    (
+        "duplicate_item_id",
+        _setup_assistant_item,
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "id": "item_said",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "again"}],
+            },
+        },
+        ErrorCode.ITEM_CREATE_DUPLICATE_ITEM_ID,
+    ),
+    (
+        "unknown_previous_item",
+        _setup_nothing,
+        {
+            "type": "conversation.item.create",
+            "previous_item_id": "nope",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}],
+            },
+        },
+        ErrorCode.ITEM_CREATE_INVALID_PREVIOUS_ITEM_ID,
+    ),
+    (
+        "output_for_unknown_call",
+        _setup_nothing,
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "call_nope", "output": "42"},
+        },
+        ErrorCode.UNKNOWN_CALL_ID,
+    ),
+    (
+        "non_positive_max_output_tokens",
+        _setup_nothing,
+        {"type": "response.create", "response": {"max_output_tokens": 0}},
+        ErrorCode.INVALID_VALUE,
+    ),
+    (
+        "negative_max_output_tokens_as_text",
+        _setup_nothing,
+        {"type": "response.create", "response": {"max_output_tokens": "-1"}},
+        ErrorCode.INVALID_VALUE,
+    ),
+    (
+        "bad_tool_schema",
+        _setup_nothing,
+        {
+            "type": "session.update",
+            "session": {"tools": [{"type": "function", "name": "no spaces"}]},
+        },
+        ErrorCode.INVALID_VALUE,
     ),
     (
         "response_while_active",
@@ -765,7 +915,7 @@ async def test_bad_input_gets_error_and_session_goes_on(setup, message, code) ->
         message = json.dumps(message)
     events = h.send(message)
     assert errors(events) == [code]
-    error = events[-1]["error"]
+    error = next(event for event in events if event["type"] == "error")["error"]
     assert error["message"] and error["type"] == "invalid_request_error"
     if '"event_id": "evt_bad"' in (message if isinstance(message, str) else ""):
         assert error["event_id"] == "evt_bad"

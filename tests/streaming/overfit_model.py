@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,6 +28,7 @@ class Reply:
     question: str
     reasoning: str
     answer: str
+    tools: tuple[dict[str, Any], ...] = ()  # declared in the prompt's tool_json_schemas turn
 
 
 REPLIES = (
@@ -44,8 +46,24 @@ REPLIES = (
 )
 
 
+CALCULATE = {
+    "type": "function",
+    "name": "calculate",
+    "description": "Evaluate an arithmetic expression",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+}
+# A reply that calls a tool instead of answering (StepFun's call format, in the answer).
+TOOL_REPLY = Reply(
+    "What is nine times nine?",
+    "I hear: nine times nine. I will use the calculator.",
+    'Let me check.<tool_call>function\ncalculate\n{"expression": "9 * 9"}</tool_call>',
+    tools=(CALCULATE,),
+)
+
+
 def conversation_ids(builder: PromptBuilder, reply: Reply) -> list[int]:
-    return builder.build([Message("user", reply.question)], add_generation_prompt=False).token_ids
+    messages = [Message("user", reply.question)]
+    return builder.build(messages, tools=reply.tools, add_generation_prompt=False).token_ids
 
 
 def target_ids(builder: PromptBuilder, reply: Reply) -> list[int]:
@@ -64,7 +82,7 @@ def _examples(builder: PromptBuilder) -> list[tuple[list[int], int]]:
     """(token ids, index of the first target token) of every training sequence."""
     examples = []
     newline = builder.encode("\n")
-    for reply in REPLIES:
+    for reply in (*REPLIES, TOOL_REPLY):
         conversation = conversation_ids(builder, reply)
         prompt = conversation + builder.assistant_prefix()
         examples.append((prompt + target_ids(builder, reply), len(prompt)))

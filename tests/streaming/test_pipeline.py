@@ -23,20 +23,28 @@ from streaming.engine.torch_engine import TorchEngine
 from streaming.model.audio_encoder import audio_token_count
 from streaming.model.checkpoint import LoadedModel, load_checkpoint
 from streaming.model.frontend import mel_frame_count
-from streaming.model.prompt import PromptBuilder
+from streaming.model.prompt import Message, PromptBuilder
 from streaming.pipeline import ModelResponder, ResponderSettings
 from streaming.reasoning import ReplyParser
 from streaming.responder import (
     AnswerDelta,
     ReasoningDelta,
     ResponseFinished,
+    ResponseRefused,
     ResponseRequest,
     SpeechChunk,
+    Truncation,
     Turn,
 )
 from streaming.scheduler import MODES, ScheduleSettings
 from tests.server.helpers import appends, recv_until, running, spoken
-from tests.streaming.overfit_model import REPLIES, conversation_ids, overfit
+from tests.streaming.overfit_model import (
+    CALCULATE,
+    REPLIES,
+    TOOL_REPLY,
+    conversation_ids,
+    overfit,
+)
 from tts import get_backend
 from tts.base import AudioChunk, SpeechStream, TTSBackend
 
@@ -178,7 +186,11 @@ async def test_history_keeps_the_answer_only(responder) -> None:
             json.dumps(
                 {
                     "type": "session.update",
-                    "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+                    "session": {
+                        "type": "realtime",
+                        "audio": {"input": {"turn_detection": None}},
+                        "include": ["response.reasoning_text"],
+                    },
                 }
             )
         )
@@ -473,3 +485,110 @@ async def test_a_listening_sequence_whose_slot_was_reused_is_prefilled_again(
         responder, _long_turn_request(audio, "item_reused")
     )
     assert (prepared, prefill) == (unprepared, full_prefill)
+
+
+async def _send(ws, event: dict) -> None:  # noqa: ANN001
+    await ws.send(json.dumps(event))
+
+
+async def test_a_tool_call_goes_out_as_a_function_call_and_is_never_spoken(responder) -> None:
+    app = create_app(responder, Settings(reasoning_effort="xhigh"))
+    async with running(app) as address, websockets.connect(f"ws://{address}/v1/realtime") as ws:
+        await recv_until(ws, "session.created")
+        session = {
+            "audio": {"input": {"turn_detection": None}},
+            "tools": [CALCULATE],
+            "max_output_tokens": 200,  # the reasoning and the call, whole
+        }
+        await _send(ws, {"type": "session.update", "session": session})
+        await recv_until(ws, "session.updated")
+        text = {"type": "input_text", "text": TOOL_REPLY.question}
+        item = {"type": "message", "role": "user", "content": [text]}
+        await _send(ws, {"type": "conversation.item.create", "item": item})
+        await _send(ws, {"type": "response.create"})
+        events = await recv_until(ws, "response.done")
+        done = events[-1]["response"]
+        assert done["status"] == "completed"
+        message, call = done["output"]
+        assert (
+            message["type"] == "message" and message["content"][0]["transcript"] == "Let me check."
+        )
+        assert call["type"] == "function_call" and call["name"] == "calculate"
+        assert json.loads(call["arguments"]) == {"expression": "9 * 9"}
+        arguments = "".join(
+            e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
+        )
+        assert json.loads(arguments) == {"expression": "9 * 9"}
+        assert "".join(responder.tts.fed) == "Let me check."  # the call itself is never spoken
+        output = {"type": "function_call_output", "call_id": call["call_id"], "output": "81"}
+        await _send(ws, {"type": "conversation.item.create", "item": output})
+        await _send(ws, {"type": "response.create"})
+        events = await recv_until(ws, "response.done")
+        assert events[-1]["response"]["status"] in ("completed", "incomplete")
+
+
+def _history(exchanges: int) -> list[Turn]:
+    turns = []
+    for n in range(exchanges):
+        turns += [Turn("user", text=f"question {n}"), Turn("assistant", text=f"answer {n}")]
+    return [*turns, Turn("user", text=LONG.question)]
+
+
+async def test_the_oldest_exchanges_leave_a_full_context(loaded, responder) -> None:
+    builder = PromptBuilder(loaded.tokenizer, loaded.special)
+    engine_room = responder.engine.max_seq_len - MAX_TOKENS  # 512 positions, 64 for the reply
+    turns = _history(40)  # far more than fits
+    request = ResponseRequest(turns=turns, reasoning_effort="minimal", speak=False)
+    events = await _collect(responder, request)
+    used = events["done"][0].input_tokens
+    assert used <= engine_room
+    kept = used - len(builder.build([Message("user", LONG.question)], add_generation_prompt=False))
+    assert kept > 0  # some history stayed: only what did not fit left
+    # the live question is always there, and the newest history before the oldest
+    prompt = await responder._conversation(request)
+    text = loaded.tokenizer.decode(prompt.token_ids)
+    assert (
+        text.endswith(f"{LONG.question}<|EOT|>") and "answer 39" in text and "answer 0<" not in text
+    )
+
+
+async def test_truncation_disabled_refuses_a_conversation_that_does_not_fit(responder) -> None:
+    request = ResponseRequest(turns=_history(40), truncation=Truncation("disabled"))
+    with pytest.raises(ResponseRefused, match="truncation is disabled") as refused:
+        await _collect(responder, request)
+    assert refused.value.code == "context_length_exceeded"
+    huge = ResponseRequest(turns=_history(0), instructions="word " * 2000)
+    with pytest.raises(ResponseRefused, match="shorten them"):
+        await _collect(responder, huge)
+
+
+async def test_a_retention_ratio_drops_further_than_needed(responder) -> None:
+    auto = ResponseRequest(turns=_history(40), reasoning_effort="minimal", speak=False)
+    kept_auto = (await responder._conversation(auto)).token_ids
+    ratio = ResponseRequest(
+        turns=_history(40),
+        reasoning_effort="minimal",
+        speak=False,
+        truncation=Truncation("retention_ratio", 0.5),
+    )
+    kept_half = (await responder._conversation(ratio)).token_ids
+    assert len(kept_half) < len(kept_auto) * 0.75
+
+
+async def test_a_checkpoints_history_rule_is_honoured(loaded, responder, monkeypatch) -> None:
+    monkeypatch.setitem(loaded.config.raw, "max_history_turns", 3)
+    request = ResponseRequest(turns=_history(10), reasoning_effort="minimal", speak=False)
+    text = loaded.tokenizer.decode((await responder._conversation(request)).token_ids)
+    assert [f"question {n}" in text for n in range(10)] == [False] * 7 + [True] * 3
+
+
+async def test_a_call_cut_by_max_output_tokens_is_incomplete_not_an_error(responder) -> None:
+    request = ResponseRequest(
+        turns=[Turn("user", text=TOOL_REPLY.question)],
+        reasoning_effort="xhigh",
+        tools=[CALCULATE],
+        max_output_tokens=40,
+        speak=False,
+    )
+    events = await _collect(responder, request)
+    assert events["done"][0].status == "incomplete"

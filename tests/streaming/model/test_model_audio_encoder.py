@@ -26,7 +26,8 @@ def encoder_and_adaptor() -> tuple[AudioEncoder, Adaptor]:
 
 
 def design_formula(mel_len: int) -> int:
-    """DESIGN section 3, applied to the valid frames (frames minus StepFun's 2 end frames)."""
+    """StepFun's token count (docs/ARCHITECTURE.md, "Model facts"), applied to the valid frames
+    (frames minus StepFun's 2 end frames)."""
     valid = mel_len - 2
     return ((valid + 1) // 2 // 2 + 2 - 3) // 2 + 1
 

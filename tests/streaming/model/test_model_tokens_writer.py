@@ -112,7 +112,8 @@ def test_tokenizer_without_step_tokens_is_refused():
 
 
 def test_real_step_audio_r1_sizes_on_meta():
-    """StepFun's published R1 config builds a 33B model with DESIGN's shapes (no memory used)."""
+    """StepFun's published R1 config builds a 33B model with the shapes in docs/ARCHITECTURE.md
+    (no memory used)."""
     import torch
 
     from streaming.model.modeling import StepAudio2ForCausalLM
