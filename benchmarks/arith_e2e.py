@@ -5,10 +5,14 @@ split) is spoken by espeak-ng, sent over a real WebSocket to a server in its own
 the reply audio is transcribed by pocketsphinx with a grammar of the answer sentences ("seven
 times six is forty two"). A reply counts as right when the last number heard is the result.
 The transcript events are scored too, so that recognition errors and model errors can be told
-apart.
+apart. Questions are asked in sessions of `--turns` (default 20) one after the other on one
+connection, as a person uses it: each is answered after the earlier questions and the model's
+own answers (the server keeps at most the checkpoint's `max_history_turns` of them), and the
+table splits the accuracy by the question's position in its session.
 
-    python -m benchmarks.arith_e2e                # 60 questions, reasoning effort xhigh
+    python -m benchmarks.arith_e2e                # 60 questions (3 sessions), effort xhigh
     python -m benchmarks.arith_e2e --items 300 --effort minimal
+    python -m benchmarks.arith_e2e --turns 1      # one session per question
 
 Prints a table and writes benchmarks/results/arith_e2e.json (`--out` for another file).
 """
@@ -36,6 +40,7 @@ ANSWER_CARRIERS = [
     f"<number> {word} <number> is" for word in ("plus", "minus", "times", "divided by")
 ]
 KINDS = ("held-out voice", "held-out phrasing", "both held out")  # eval items cycle these
+POSITION_BANDS = ((1, 5), (6, 10), (11, 20))  # a question's place in its session
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,10 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--items", type=int, default=60, help="held-out questions")
+    parser.add_argument("--turns", type=int, default=20, help="questions per session")
     parser.add_argument("--effort", default="xhigh", help="session reasoning effort")
     parser.add_argument("--seed", type=int, default=2000, help="question set (not training's)")
     parser.add_argument("--model", default=None, help="checkpoint (default: the embedded one)")
     parser.add_argument("--out", type=Path, default=RESULTS / "arith_e2e.json")
+    parser.add_argument("--tts-backend", default="espeak", help="the server's: espeak or piper")
     return parser.parse_args(argv)
 
 
@@ -54,41 +61,52 @@ async def ask_all(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     recognizer = NumberRecognizer(number_grammar(ANSWER_CARRIERS))
     session = {"reasoning": {"effort": args.effort}}
     rows = []
-    for index in range(args.items):
-        utterance = make_utterance("eval", index, seed=args.seed)
-        wave = speak(utterance, seed=args.seed)
-        # One session per question: the model was trained with at most one turn of history.
+    for first in range(0, args.items, args.turns):
         async with RealtimeClient(url, session=session) as client:
-            reply = await client.ask(wave, realtime=False, sample_rate=MODEL_RATE)
-        heard = recognizer.recognise(reply.audio, reply.sample_rate)
-        numbers = words_to_numbers(heard.split())
-        rows.append(
-            {
-                "question": utterance.text,
-                "voice": utterance.voice,
-                "kind": KINDS[index % 3],
-                "expected": utterance.problem.result,
-                "transcript": reply.transcript,
-                "heard": heard,
-                "audio_right": bool(numbers) and numbers[-1] == utterance.problem.result,
-                "text_right": answer_number(reply.transcript) == utterance.problem.result,
-            }
-        )
+            for index in range(first, min(first + args.turns, args.items)):
+                rows.append(await ask_one(client, recognizer, index, args.seed))
+                rows[-1]["position"] = index - first + 1
     return rows
+
+
+async def ask_one(
+    client: RealtimeClient, recognizer: NumberRecognizer, index: int, seed: int
+) -> dict[str, Any]:
+    """Question `index` of the eval split, spoken into the session, and its reply judged."""
+    utterance = make_utterance("eval", index, seed=seed)
+    result = utterance.question.result
+    reply = await client.ask(speak(utterance, seed=seed), realtime=False, sample_rate=MODEL_RATE)
+    heard = recognizer.recognise(reply.audio, reply.sample_rate)
+    numbers = words_to_numbers(heard.split())
+    return {
+        "question": utterance.text,
+        "voice": utterance.voice,
+        "kind": KINDS[index % 3],
+        "expected": result,
+        "transcript": reply.transcript,
+        "heard": heard,
+        "audio_right": bool(numbers) and numbers[-1] == result,
+        "text_right": answer_number(reply.transcript) == result,
+    }
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def rate(subset: list[dict[str, Any]], key: str) -> float:
         return sum(row[key] for row in subset) / max(1, len(subset))
 
+    groups = {
+        kind: [r for r in rows if kind == "all" or r["kind"] == kind] for kind in ("all", *KINDS)
+    }
+    for low, high in POSITION_BANDS:
+        groups[f"questions {low}-{high}"] = [r for r in rows if low <= r["position"] <= high]
     table = {
-        kind: {
+        name: {
             "items": len(subset),
             "audio": rate(subset, "audio_right"),
             "text": rate(subset, "text_right"),
         }
-        for kind in ("all", *KINDS)
-        for subset in [[r for r in rows if kind == "all" or r["kind"] == kind]]
+        for name, subset in groups.items()
+        if subset
     }
     confusions = Counter(
         (row["expected"], row["heard"])
@@ -105,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     port = free_port()
     model_args = ["--model", args.model] if args.model else []
-    with server_process("benchmarks.load", port, ["--max-sessions", "1", *model_args]):
+    server_args = ["--max-sessions", "1", "--tts-backend", args.tts_backend, *model_args]
+    with server_process("benchmarks.load", port, server_args):
         rows = asyncio.run(ask_all(f"ws://127.0.0.1:{port}/v1/realtime", args))
     report = {
         "command": "python -m benchmarks.arith_e2e " + " ".join(argv or sys.argv[1:]),
         "effort": args.effort,
+        "turns_per_session": args.turns,
         **summarize(rows),
         "rows": rows,
     }

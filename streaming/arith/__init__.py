@@ -1,4 +1,6 @@
-"""The embedded default model: spoken arithmetic, trained here on a CPU (DESIGN section 10).
+"""The embedded default model: spoken arithmetic, trained here on a CPU.
+
+See docs/ARCHITECTURE.md, "The embedded default".
 
     python -m streaming.arith.train      # data, training, checkpoint -> streaming/checkpoints/arith
     python -m streaming.arith.evaluate   # held-out accuracy -> benchmarks/results/arith_eval.json

@@ -62,6 +62,52 @@ def embed_batch(
     return embeds.masked_scatter(mask, rows.to(embeds.dtype)), audio
 
 
+def encode_grouped(
+    model: StepAudio2ForCausalLM, mels: Sequence[torch.Tensor], group: int
+) -> list[torch.Tensor]:
+    """Each clip's adaptor output [n_i, hidden] (valid rows only), encoded in batches of about
+    `group` clips of similar length, so that short clips are not padded to the longest."""
+    order = sorted(range(len(mels)), key=lambda i: mels[i].shape[-1])
+    out: list[torch.Tensor | None] = [None] * len(mels)
+    for start in range(0, len(order), group):
+        chunk = order[start : start + group]
+        audio, lengths = encode_clips(model, [mels[i] for i in chunk])
+        for row, i in enumerate(chunk):
+            out[i] = audio[row, : int(lengths[row])]
+    return [rows for rows in out if rows is not None]
+
+
+def splice_audio(
+    model: StepAudio2ForCausalLM,
+    ids: torch.Tensor,
+    patch_id: int,
+    rows: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """Decoder input embeddings for `ids` [B, L] with `rows` (one tensor per audio span, in
+    row-major order) at its `<audio_patch>` positions."""
+    embeds = model.embed_tokens(ids)
+    if not rows:
+        return embeds
+    audio = torch.cat(list(rows))
+    mask = (ids == patch_id).unsqueeze(-1)
+    if int(mask.sum()) != len(audio):
+        raise ValueError(f"{int(mask.sum())} <audio_patch> positions for {len(audio)} audio rows")
+    return embeds.masked_scatter(mask, audio.to(embeds.dtype))
+
+
+def length_groups(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, cut into groups whose padded size (rows x longest) stays
+    within `max_tokens` (a longer row goes alone)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and (len(groups[-1]) + 1) * lengths[i] <= max_tokens:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     out = torch.full((len(rows), max(map(len, rows))), value, dtype=torch.long)
     for i, row in enumerate(rows):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from streaming.arith.examples import MAX_HISTORY_TURNS
 from streaming.arith.tokenizer import write_tokenizer
 from streaming.model.checkpoint import SINGLE_FILE
 from streaming.model.config import StepAudio2Config
@@ -60,10 +61,20 @@ SIZES = {"arith": ARITH, "tiny": TINY}
 
 
 def model_config(sizes: ModelSizes, tokenizer: PreTrainedTokenizerBase) -> dict:
-    """config.json's contents (StepFun's layout) for these sizes and this tokenizer."""
+    """config.json's contents (StepFun's layout) for these sizes and this tokenizer, with our
+    key `max_history_turns`: the server keeps at most that many earlier user turns."""
     vocab_size = -(-len(tokenizer) // VOCAB_ROUNDING) * VOCAB_ROUNDING
-    eos = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
-    return StepAudio2Config.make_raw(_audio_config(sizes), _text_config(sizes, vocab_size, eos))
+    eos = token_id(tokenizer, ENDOFTEXT)
+    raw = StepAudio2Config.make_raw(_audio_config(sizes), _text_config(sizes, vocab_size, eos))
+    return {**raw, "max_history_turns": MAX_HISTORY_TURNS}
+
+
+def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    """The id of one token of the vocabulary (an error for a token it lacks)."""
+    found = tokenizer.get_vocab().get(token)
+    if found is None:
+        raise ValueError(f"the tokenizer has no token {token!r}")
+    return int(found)
 
 
 def build_model(raw_config: dict, seed: int) -> StepAudio2ForCausalLM:
@@ -89,7 +100,7 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> to
 def save_checkpoint(
     path: Path,
     model: StepAudio2ForCausalLM,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerFast,
     dtype: torch.dtype = torch.bfloat16,
 ) -> Path:
     """config.json, model.safetensors, generation_config.json and tokenizer files in `path`.
@@ -100,7 +111,7 @@ def save_checkpoint(
     staging = path.with_name(path.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    eos, eot = tokenizer.convert_tokens_to_ids([ENDOFTEXT, EOT])
+    eos, eot = token_id(tokenizer, ENDOFTEXT), token_id(tokenizer, EOT)
     _write_json(staging / "config.json", model.config.raw)
     _write_json(
         staging / GENERATION_CONFIG_FILE,

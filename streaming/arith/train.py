@@ -1,15 +1,20 @@
 """Train the embedded spoken-arithmetic model on a CPU: `python -m streaming.arith.train`.
 
-Steps: build the tokenizer; synthesise the train and held-out splits and cache their log-mels
-in the work directory; train `StepAudio2ForCausalLM` (sizes `--size`) with the loss on the
-assistant's tokens only, plus an auxiliary loss that teaches the encoder which word each audio
-token hears (labels from espeak-ng's word timings; its linear head is not part of the
-checkpoint); every `--eval-every` steps measure held-out answer accuracy; write the checkpoint
-in the real format to `--out` (by default where the server looks for the embedded model).
+Steps: build the tokenizer; synthesise the training clips of every kind (questions, off-task
+sentences, questions cut short, speech fragments, silence, noise) and a held-out monitor set,
+and cache their log-mels in the work directory; train `StepAudio2ForCausalLM` (sizes `--size`)
+on random sessions (`streaming.arith.sessions`: system prompts, tools, up to 20 earlier turns,
+a live turn in one of three modes) and transcription prompts, with the loss on the assistant's
+tokens only, plus an auxiliary loss that teaches the encoder which word each audio token hears
+(labels from espeak-ng's word timings; its linear head is not part of the checkpoint); every
+`--eval-every` steps measure held-out answer accuracy and rejection; write the checkpoint in
+the real format to `--out` (by default where the server looks for the embedded model), with
+`max_history_turns` in its config.json.
 
-Reproducible from `--seed`: data, initial weights, batch order and each step's sampled modes
-all derive from it, so `--resume` (from the work directory's `state.pt`) continues the very same
-run. The log is JSON lines (`train.jsonl` in the work directory).
+Reproducible from `--seed`: data, initial weights and each step's sessions all derive from it
+(a step's batch is a function of the seed and the step alone), so `--resume` (from the work
+directory's `state.pt`) continues the very same run. The log is JSON lines (`train.jsonl` in
+the work directory).
 """
 
 from __future__ import annotations
@@ -28,16 +33,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from streaming.arith.batching import embed_batch, epoch_batches, pad_right
-from streaming.arith.evaluate import accuracy_report, held_out_accuracy
-from streaming.arith.examples import IGNORE, SequenceBuilder, Turn
-from streaming.arith.melcache import MelCache, load_or_build
-from streaming.arith.model import SIZES, build_model, model_config, save_checkpoint
+from streaming.arith.batching import encode_grouped, length_groups, pad_right, splice_audio
+from streaming.arith.data import DECLINED_KINDS, QUESTION
+from streaming.arith.evaluate import accuracy_report, answer_replies, held_out_accuracy
+from streaming.arith.examples import IGNORE, Sample, SequenceBuilder, Turn
+from streaming.arith.melcache import MelCache, load_or_build_all
+from streaming.arith.model import SIZES, build_model, model_config, save_checkpoint, token_id
+from streaming.arith.sessions import ClipPool, SessionSampler
 from streaming.arith.tokenizer import build_tokenizer
-from streaming.arith.words import WORDS
+from streaming.arith.words import LABELS
 from streaming.default_model import SHIPPED_CHECKPOINT
 from streaming.model.modeling import StepAudio2ForCausalLM
-from streaming.model.tokens import SpecialTokens
+from streaming.model.tokens import EOT, SpecialTokens
 
 STATE_FILE = "state.pt"
 LOG_FILE = "train.jsonl"
@@ -48,10 +55,20 @@ DEFAULT_WORK_DIR = Path.home() / ".cache" / "step-realtime" / "arith-work"
 class TrainConfig:
     size: str = "arith"
     seed: int = 0
-    train_items: int = 16000
-    eval_items: int = 240
-    steps: int = 4000  # the shipped run
-    batch_size: int = 32  # questions; a spoken one makes two sequences
+    train_items: int = 16000  # spoken questions
+    offtask_items: int = 2400
+    truncated_items: int = 1600
+    fragment_items: int = 800
+    silence_items: int = 600
+    noise_items: int = 600
+    eval_items: int = 240  # held-out questions for the in-training monitor
+    eval_declined_items: int = 48  # held-out clips of each declined kind, for the monitor
+    steps: int = 3600  # planned for the next shipped checkpoint (STATUS.md): not yet run to the end
+    batch_size: int = 6  # sessions per step
+    transcribe_rows: int = 5  # transcription sequences per step
+    typed_rows: int = 12  # typed single questions per step (`SessionSampler.typed_session`)
+    max_batch_tokens: int = 6144  # padded tokens per decoder forward (length-sorted groups)
+    encode_group: int = 32  # clips per encoder forward (length-sorted)
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
     warmup_steps: int = 100
@@ -59,9 +76,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     word_weight: float = 0.5
     autocast: bool = False  # bf16 autocast of the forward pass (CPUs with AMX run it faster)
-    eval_every: int = 1000
+    eval_every: int = 500
     eval_subset: int = 96
-    save_every: int = 250
+    save_every: int = 100
     log_every: int = 10
 
 
@@ -89,14 +106,20 @@ class Trainer:
         self.tokenizer = build_tokenizer()
         self.raw_config = model_config(SIZES[config.size], self.tokenizer)
         eos = self.tokenizer.eos_token_id
-        eot = self.tokenizer.convert_tokens_to_ids("<|EOT|>")
+        eot = token_id(self.tokenizer, EOT)
         self.special = SpecialTokens.from_tokenizer(self.tokenizer, [eos, eot])
         self.builder = SequenceBuilder(self.tokenizer, self.special)
         cache_dir = cache_dir or work_dir
-        self.train = load_or_build(cache_dir, "train", config.train_items, config.seed, workers)
-        self.eval = load_or_build(cache_dir, "eval", config.eval_items, config.seed, workers)
-        self.turns = [_turn(self.train, i) for i in range(len(self.train))]
-        self.lengths = np.array([self.train.length(i) for i in range(len(self.train))])
+        requests = [("train", kind, count) for kind, count in _kind_counts(config).items()]
+        requests.append(("eval", QUESTION, config.eval_items))
+        requests += [("eval", kind, config.eval_declined_items) for kind in DECLINED_KINDS]
+        caches = load_or_build_all(cache_dir, requests, config.seed, workers)
+        self.train = MelPool({kind: caches[("train", kind)] for kind in _kind_counts(config)})
+        self.eval = caches[("eval", QUESTION)]
+        self.eval_declined = MelPool({kind: caches[("eval", kind)] for kind in DECLINED_KINDS})
+        self.sampler = SessionSampler(
+            self.train.clip_pool(), lambda text: len(self.builder.encode(text))
+        )
         self.device = torch.device(device)
         self.model = build_model(self.raw_config, config.seed).to(self.device)
         self.model.reset_rotary()
@@ -107,7 +130,6 @@ class Trainer:
             params, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay, fused=True
         )
         self.step = 0
-        self._batches: tuple[int, list[np.ndarray]] = (-1, [])
 
     # -- state -----------------------------------------------------------------------------
     def save_state(self) -> None:
@@ -134,62 +156,65 @@ class Trainer:
         self.step = state["step"]
 
     # -- training --------------------------------------------------------------------------
-    def batch_at(self, step: int) -> np.ndarray:
-        """Items of step `step`'s batch: a function of the seed and the step alone."""
-        epoch, index = divmod(step, len(self._epoch(0)))
-        return self._epoch(epoch)[index]
-
-    def _epoch(self, epoch: int) -> list[np.ndarray]:
-        if self._batches[0] != epoch:
-            self._batches = (
-                epoch,
-                epoch_batches(self.lengths, self.config.batch_size, self.config.seed, epoch),
-            )
-        return self._batches[1]
+    def samples_at(self, step: int) -> list[Sample]:
+        """Step `step`'s sequences: a function of the seed and the step alone."""
+        rng = np.random.default_rng([self.config.seed, 13, step])
+        sessions = [self.sampler.session(rng) for _ in range(self.config.batch_size)]
+        samples = [self.builder.sample(session) for session in sessions]
+        for _ in range(self.config.transcribe_rows):
+            turn = self.sampler.transcription_turn(rng)
+            samples.append(self.builder.transcription_sample(turn))
+        for _ in range(self.config.typed_rows):
+            samples.append(self.builder.sample(self.sampler.typed_session(rng)))
+        return samples
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        rng = np.random.default_rng([self.config.seed, 13, step])
-        samples = [
-            s
-            for i in self.batch_at(step)
-            for s in self.builder.samples(self.turns[i], self.turns, rng)
-        ]
-        ids = pad_right([s.ids for s in samples], self.special.eos).to(self.device)
-        labels = pad_right([s.labels for s in samples], IGNORE).to(self.device)
-        spans = [c for s in samples for c in s.clips]
-        clips = list(dict.fromkeys(spans))  # each clip encoded once
-        position = {clip: i for i, clip in enumerate(clips)}
-        embeds, audio = embed_batch(
-            self.model,
-            ids,
-            self.special.audio_patch,
-            [self.train.mel(c) for c in clips],
-            [position[c] for c in spans],
+        samples = self.samples_at(step)
+        clips = list(dict.fromkeys(c for s in samples for c in s.clips))  # each encoded once
+        audio = encode_grouped(
+            self.model, [self.train.mel(c) for c in clips], self.config.encode_group
         )
-        hidden = self.model.model(inputs_embeds=embeds).last_hidden_state
-        targets = labels[:, 1:]
-        scored = targets != IGNORE
-        logits = self.model.lm_head(hidden[:, :-1][scored])
-        lm_loss = F.cross_entropy(logits, targets[scored])
+        rows = dict(zip(clips, audio, strict=True))
+        lm_sum = torch.zeros((), device=self.device)
+        scored_tokens = 0
+        for group in length_groups([len(s.ids) for s in samples], self.config.max_batch_tokens):
+            batch = [samples[i] for i in group]
+            ids = pad_right([s.ids for s in batch], self.special.eos).to(self.device)
+            labels = pad_right([s.labels for s in batch], IGNORE).to(self.device)
+            embeds = splice_audio(
+                self.model, ids, self.special.audio_patch, [rows[c] for s in batch for c in s.clips]
+            )
+            hidden = self.model.model(inputs_embeds=embeds).last_hidden_state
+            targets = labels[:, 1:]
+            scored = targets != IGNORE
+            logits = self.model.lm_head(hidden[:, :-1][scored])
+            lm_sum = lm_sum + F.cross_entropy(logits.float(), targets[scored], reduction="sum")
+            scored_tokens += int(scored.sum())
+        lm_loss = lm_sum / max(1, scored_tokens)
         word_loss = self.word_loss(audio, clips)
         total = lm_loss + self.config.word_weight * word_loss
-        return total, {"lm_loss": lm_loss.item(), "word_loss": word_loss.item()}
+        return total, {
+            "lm_loss": lm_loss.item(),
+            "word_loss": word_loss.item(),
+            "tokens": sum(len(s.ids) for s in samples),
+            "clips": len(clips),
+        }
 
-    def word_loss(self, audio: torch.Tensor, clips: list[int]) -> torch.Tensor:
+    def word_loss(self, audio: list[torch.Tensor], clips: list[int]) -> torch.Tensor:
         """Cross-entropy of the word heard at each audio token: a direct signal to the encoder
         (it learns to listen before the decoder has learned to ask it anything)."""
         if self.config.word_weight == 0 or not clips:
             return torch.zeros((), device=self.device)
-        labels = [self.train.word_labels(c) for c in clips]
-        frames = torch.cat([audio[i, : len(clip)] for i, clip in enumerate(labels)])
-        return F.cross_entropy(self.word_head(frames).float(), torch.cat(labels).to(self.device))
+        labels = torch.cat([self.train.word_labels(c) for c in clips]).to(self.device)
+        frames = torch.cat(audio)
+        return F.cross_entropy(self.word_head(frames).float(), labels)
 
     def run(self, log_file: Path, stop_at: int | None = None) -> None:
         """Train to `config.steps` (or stop early at `stop_at`, state saved, for a later resume)."""
         config = self.config
         end = config.steps if stop_at is None else min(stop_at, config.steps)
         self.model.train()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         progress = tqdm(total=end, initial=self.step, desc="train", unit="step", mininterval=5)
         with log_file.open("a", encoding="utf-8") as log:
             while self.step < end:
@@ -212,6 +237,10 @@ class Trainer:
                         loss=loss.item(),
                         lr=lr,
                         elapsed_s=round(time.perf_counter() - start, 1),
+                        # this process's CPU time (all threads): on a busy machine the wall
+                        # time is not the run's own
+                        cpu_s=round(time.process_time() - cpu_start, 1),
+                        load=round(os.getloadavg()[0], 2),  # the machine's, for timings
                         **parts,
                     )
                 if self.step % config.eval_every == 0 or self.step == config.steps:
@@ -223,27 +252,74 @@ class Trainer:
         progress.close()
 
     def evaluate(self, items: int) -> dict[str, float]:
+        """Held-out single questions (think, no_think) and the declined clips' rejection."""
         self.model.eval()
         try:
             results = held_out_accuracy(
                 self.model, self.builder, self.eval, range(min(items, len(self.eval)))
             )
+            declined = [
+                turn.utterance
+                for turns in self.eval_declined.clip_pool().turns.values()
+                for turn in turns
+            ]
+            mels = [self.eval_declined.mel(c) for c in range(len(self.eval_declined))]
+            replies = answer_replies(self.model, self.builder, declined, mels, "think")
         finally:
             self.model.train()
-        return accuracy_report(results)
+        report = accuracy_report(results)
+        report["rejection_think"] = round(sum(r.declined for r in replies) / len(replies), 4)
+        return report
 
 
-def _turn(cache: MelCache, i: int) -> Turn:
-    u = cache.utterances[i]
-    return Turn(
-        clip=i, mel_frames=cache.length(i), reasoning=u.reasoning, answer=u.answer, text=u.text
-    )
+class MelPool:
+    """Several mel caches as one: clip ids run through them in order (the kinds' order)."""
+
+    def __init__(self, caches: dict[str, MelCache]) -> None:
+        self.caches = caches
+        self._starts = np.cumsum([0] + [len(c) for c in caches.values()])
+        self._list = list(caches.values())
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _locate(self, clip: int) -> tuple[MelCache, int]:
+        index = int(np.searchsorted(self._starts, clip, side="right")) - 1
+        return self._list[index], clip - int(self._starts[index])
+
+    def mel(self, clip: int) -> torch.Tensor:
+        cache, i = self._locate(clip)
+        return cache.mel(i)
+
+    def word_labels(self, clip: int) -> torch.Tensor:
+        cache, i = self._locate(clip)
+        return cache.word_labels(i)
+
+    def clip_pool(self) -> ClipPool:
+        turns: dict[str, list[Turn]] = {}
+        for start, (kind, cache) in zip(self._starts, self.caches.items(), strict=False):
+            turns[kind] = [
+                Turn(cache.utterances[i], int(start) + i, cache.length(i))
+                for i in range(len(cache))
+            ]
+        return ClipPool(turns)
+
+
+def _kind_counts(config: TrainConfig) -> dict[str, int]:
+    return {
+        QUESTION: config.train_items,
+        "offtask": config.offtask_items,
+        "truncated": config.truncated_items,
+        "fragment": config.fragment_items,
+        "silence": config.silence_items,
+        "noise": config.noise_items,
+    }
 
 
 def _word_head(model: StepAudio2ForCausalLM, seed: int) -> nn.Linear:
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)
-        return nn.Linear(model.config.text.hidden_size, len(WORDS) + 1)  # + silence
+        return nn.Linear(model.config.text.hidden_size, LABELS)
 
 
 def _log(log, **fields) -> None:

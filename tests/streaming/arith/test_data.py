@@ -1,11 +1,12 @@
 """The spoken-arithmetic data generator: determinism, targets, held-out splits."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from streaming.arith import data
+from streaming.arith import data, offtask
 from streaming.arith.data import (
     Problem,
     all_problems,
@@ -64,7 +65,7 @@ def test_held_out_voices_and_phrasings_are_disjoint_from_training() -> None:
     assert {u.text for u in evaluation if u.held_out_phrasing}.isdisjoint({u.text for u in train})
     # Every training text is a training template, maybe between fillers, and has no word that
     # only a held-out carrier uses.
-    fillers = {"prefix": 0, "suffix": 0}
+    fillers = {"prefix": 0, "suffix": 0, "other words": 0}
     for u in train:
         words = [number_words(u.problem.a), number_words(u.problem.b)]
         texts = {t.replace("A", words[0]).replace("B", words[1]) for t in train_templates}
@@ -74,13 +75,26 @@ def test_held_out_voices_and_phrasings_are_disjoint_from_training() -> None:
             for p in ("", *data.TRAIN_PREFIXES)
             for x in ("", *data.TRAIN_SUFFIXES)
         }
-        assert u.text in allowed, u.text
-        prefixed, suffixed = allowed[u.text]
+        core, others = _without_other_words(u.text)
+        assert core in allowed, u.text
+        prefixed, suffixed = allowed[core]
         fillers["prefix"] += prefixed
         fillers["suffix"] += suffixed
+        fillers["other words"] += others
         assert not set(u.text.lower().split()) & held_out_words(), u.text
-    assert fillers["prefix"] > 60 and fillers["suffix"] > 30
+    assert fillers["prefix"] > 60 and fillers["suffix"] > 30 and fillers["other words"] > 25
     assert held_out_words() == {"how", "much", "can", "work", "out", "when"}
+
+
+def _without_other_words(text: str) -> tuple[str, int]:
+    """The text without the off-task words around it (`data.OTHER_WORDS`), and how many."""
+    words = text.split()
+    start, end = 0, len(words)
+    while start < end and words[start] in data.OTHER_WORDS:
+        start += 1
+    while end > start and words[end - 1] in data.OTHER_WORDS:
+        end -= 1
+    return " ".join(words[start:end]), len(words) - (end - start)
 
 
 def test_utterances_are_deterministic() -> None:
@@ -117,3 +131,70 @@ def test_word_labels_follow_the_word_timings() -> None:
     assert labels[0] == SILENCE or words[0].start_s < 0.04
     centre = (words[1].start_s + words[1].end_s) / 2
     assert labels[int(centre / 0.08)] == word_id(words[1].word) != SILENCE
+
+
+def test_declined_kinds_are_deterministic_and_leave_questions_alone() -> None:
+    for kind in data.DECLINED_KINDS:
+        first = [data.make_item("train", kind, i, seed=4) for i in range(10)]
+        assert first == [data.make_item("train", kind, i, seed=4) for i in range(10)]
+        assert all(u.kind == kind and u.declined and u.answer == data.REJECTION for u in first)
+        with pytest.raises(ValueError, match="asks no question"):
+            _ = first[0].question
+    assert data.make_item("train", "question", 3) == make_utterance("train", 3)
+    with pytest.raises(ValueError, match="unknown kind"):
+        data.make_item("train", "song", 0)
+
+
+def test_truncated_questions_stop_before_their_last_operand() -> None:
+    for i in range(6):
+        u = data.make_item("train", "truncated", i)
+        wave, words = speak_words(u, augment=False)
+        whole, whole_words = speak_words(dataclasses.replace(u, kind="question"), augment=False)
+        last_number = [w for w in whole_words if parse_number_words(w.word) is not None][-1]
+        assert len(wave) / 16_000 <= last_number.start_s + 1e-3
+        assert len(wave) < len(whole)
+        assert all(w.word in whole_words_text(whole_words) or w.word == data.PARTIAL for w in words)
+        assert u.transcript is None
+
+
+def whole_words_text(words: list) -> set[str]:
+    return {w.word for w in words}
+
+
+def test_fragments_silence_and_noise() -> None:
+    for i in range(4):
+        fragment = data.make_item("train", "fragment", i)
+        wave, words = speak_words(fragment, augment=False)
+        assert data.FRAGMENT_S[0] - 0.01 <= len(wave) / 16_000 <= data.FRAGMENT_S[1] + 0.01
+        assert all(w.word == data.PARTIAL for w in words)
+    levels = {}
+    for kind in ("silence", "noise"):
+        u = data.make_item("eval", kind, 1)
+        wave, words = speak_words(u, augment=False)
+        assert words == [] and u.text == "" and u.transcript == ""
+        assert abs(len(wave) / 16_000 - u.duration_s) < 0.01
+        levels[kind] = float(np.sqrt(np.mean(wave**2)))
+    assert levels["silence"] < 10 ** (data.SILENCE_DBFS[1] / 20) + 1e-6
+    assert levels["noise"] > 10 ** (data.NOISE_DBFS[0] / 20) * 0.9
+
+
+def test_off_task_sentences_are_held_out_and_never_cue_on_unknown_words() -> None:
+    train = offtask.all_train_sentences()
+    assert "what is the capital of france" not in train
+    evaluation = [data.make_item("eval", "offtask", i) for i in range(80)]
+    assert {u.text for u in evaluation}.isdisjoint(train)
+    assert any(u.text == "what is the capital of france" for u in evaluation) or any(
+        "capital of" in u.text for u in evaluation
+    )
+    for text in train:
+        assert not set(text.split()) & held_out_words(), text
+    for i in range(200):
+        u = data.make_item("train", "offtask", i)
+        assert not set(u.text.lower().split()) & held_out_words(), u.text
+        assert u.voice in train_voices()
+
+
+def test_transcripts_are_the_words_spoken() -> None:
+    u = make_utterance("train", 1)
+    assert u.transcript == u.text.lower()
+    assert all(ch.isalpha() or ch in " '" for ch in u.transcript)

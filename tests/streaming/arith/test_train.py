@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from streaming.arith.examples import MAX_HISTORY_TURNS
 from streaming.arith.train import LOG_FILE, STATE_FILE, Trainer
 from streaming.model.checkpoint import load_checkpoint
 
@@ -12,7 +13,10 @@ from streaming.model.checkpoint import load_checkpoint
 def test_training_writes_a_checkpoint_that_loads(tiny_run) -> None:
     loaded = load_checkpoint(tiny_run.checkpoint, dtype=torch.float32)
     assert loaded.config.text.hidden_size == 32
+    assert loaded.config.max_history_turns == MAX_HISTORY_TURNS
     assert loaded.tokenizer.convert_ids_to_tokens(loaded.special.think) == "<think>"
+    assert loaded.tokenizer.convert_ids_to_tokens(loaded.special.tool_call) == "<tool_call>"
+    assert loaded.tokenizer.convert_ids_to_tokens(loaded.special.tool_call_end) == "</tool_call>"
     assert sorted(p.name for p in tiny_run.checkpoint.iterdir()) == [
         "config.json",
         "generation_config.json",
@@ -38,6 +42,9 @@ def test_training_logs_loss_and_held_out_accuracy(tiny_run) -> None:
     accuracies = [entry for entry in log if "acc_think" in entry]
     assert [entry["step"] for entry in accuracies] == [2, 4]
     assert all(0 <= entry["acc_no_think"] <= 1 for entry in accuracies)
+    assert all(0 <= entry["rejection_think"] <= 1 for entry in accuracies)
+    steps = [entry for entry in log if "loss" in entry]
+    assert all(entry["tokens"] > 0 and entry["clips"] > 0 for entry in steps)
 
 
 def test_resume_continues_the_same_run(tmp_path: Path, tiny_run) -> None:
