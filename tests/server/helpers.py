@@ -52,6 +52,14 @@ async def running(app: Any) -> AsyncIterator[str]:
         lifespan="off",
         timeout_graceful_shutdown=1,
     )
+    async with serving(config) as address:
+        yield address
+
+
+@contextlib.asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[str]:
+    """Run a uvicorn server of `config` (port 0: a free one) until the block ends; yields
+    'host:port'."""
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -31,7 +30,7 @@ from server.logs import JsonFormatter
 from server.settings import Settings
 from streaming.responder import Responder
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, spoken
+from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, serving, spoken
 from tests.server.test_app import metric_samples
 
 KEY = "sk-hardening-test-key"
@@ -59,18 +58,8 @@ async def guarded(
         lifespan="off",
         timeout_graceful_shutdown=1,
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(config) as address:
+        yield address, app
 
 
 def ws_url(address: str) -> str:
