@@ -29,7 +29,6 @@ from common import (
     install_excepthook,
     loop_exception_handler,
     parse_args,
-    read_wav,
 )
 
 INSTRUCTIONS = "You answer spoken arithmetic questions. Use the calculate tool."
@@ -106,14 +105,7 @@ async def main() -> None:
     emit("connected")
     tasks = [asyncio.create_task(listen()), asyncio.create_task(speak())]
     try:
-        await drive(
-            args.scenario,
-            mic,
-            speaker,
-            progress,
-            read_wav(args.question),
-            read_wav(args.barge_in) if args.barge_in else None,
-        )
+        await drive(args, mic, speaker, progress)
     finally:
         mic.closed = True
         for task in tasks:

@@ -228,15 +228,14 @@ class Progress:
 
 
 async def drive(
-    scenario: str,
-    mic: Microphone,
-    speaker: Speaker,
-    progress: Progress,
-    question: bytes,
-    barge_in: bytes | None,
+    args: argparse.Namespace, mic: Microphone, speaker: Speaker, progress: Progress
 ) -> None:
-    """Speak the question into `mic`, then wait for what `scenario` needs to have happened;
-    each wait is bounded and reported as a "step" line (the test asserts on the outcome)."""
+    """Speak the question (`parse_args`' WAVs) into `mic`, then wait for what the scenario needs
+    to have happened; each wait is bounded and reported as a "step" line (the test asserts on
+    the outcome)."""
+    scenario = args.scenario
+    question = read_wav(args.question)
+    barge_in = read_wav(args.barge_in) if args.barge_in else None
     mic.say(question)
     if scenario == "barge_in":
         assert barge_in is not None

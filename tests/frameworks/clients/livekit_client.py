@@ -38,7 +38,6 @@ from common import (
     install_excepthook,
     loop_exception_handler,
     parse_args,
-    read_wav,
     wait_for,
 )
 from livekit import rtc
@@ -173,14 +172,7 @@ async def run_agent_session(args: Any, mic: Microphone, speaker: Speaker) -> Non
         await session.start(agent)
     emit("connected")
     try:
-        await drive(
-            args.scenario,
-            mic,
-            speaker,
-            progress,
-            read_wav(args.question),
-            read_wav(args.barge_in) if args.barge_in else None,
-        )
+        await drive(args, mic, speaker, progress)
     finally:
         mic.closed = True
         emit(
@@ -265,14 +257,7 @@ async def run_realtime_session(args: Any, mic: Microphone, speaker: Speaker) -> 
     feeding = asyncio.create_task(feed())
     emit("connected")
     try:
-        await drive(
-            args.scenario,
-            mic,
-            speaker,
-            progress,
-            read_wav(args.question),
-            read_wav(args.barge_in) if args.barge_in else None,
-        )
+        await drive(args, mic, speaker, progress)
     finally:
         mic.closed = True
         feeding.cancel()

@@ -29,7 +29,6 @@ from common import (
     install_excepthook,
     loop_exception_handler,
     parse_args,
-    read_wav,
 )
 from loguru import logger
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
@@ -230,14 +229,7 @@ async def main() -> None:
 
     watching = asyncio.create_task(watch_context())
     try:
-        await drive(
-            args.scenario,
-            mic,
-            speaker,
-            progress,
-            read_wav(args.question),
-            read_wav(args.barge_in) if args.barge_in else None,
-        )
+        await drive(args, mic, speaker, progress)
     finally:
         mic.closed = True
         watching.cancel()
