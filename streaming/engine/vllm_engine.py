@@ -48,7 +48,7 @@ from streaming.engine.base import (
 )
 from streaming.engine.streams import QueuedTokenStream
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM
-from streaming.model.checkpoint import LoadedModel, check_names, shard_map
+from streaming.model.checkpoint import LoadedModel, load_weights
 from streaming.model.config import CheckpointError, StepAudio2Config
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,6 @@ def load_audio_side(
     adaptor read: vLLM reads the decoder from the same files, and a second copy of a 33B
     decoder in the server would double its memory. The decoder stays on the meta device (no
     memory); `lm_head` is an empty stand-in that carries the device and dtype."""
-    from safetensors import safe_open
     from torch import nn
 
     from streaming.model.modeling import StepAudio2ForCausalLM
@@ -152,25 +151,7 @@ def load_audio_side(
     tokenizer = load_tokenizer(path)
     with torch.device("meta"):
         model = StepAudio2ForCausalLM(config)
-    shards = shard_map(path)
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    check_names(expected, set(shards))
-    for name, file in shards.items():
-        if not name.startswith(AUDIO_SIDE_PREFIXES):
-            continue
-        with safe_open(str(path / file), framework="pt") as opened:
-            tensor = opened.get_tensor(name).to(device=device, dtype=dtype)
-        if tuple(tensor.shape) != expected[name]:
-            raise CheckpointError(
-                f"{file}: tensor {name} has shape {list(tensor.shape)}, config.json implies "
-                f"{list(expected[name])}"
-            )
-        module_name, _, leaf = name.rpartition(".")
-        module = model.get_submodule(module_name)
-        if leaf in module._parameters:
-            module._parameters[leaf] = nn.Parameter(tensor, requires_grad=False)
-        else:
-            module._buffers[leaf] = tensor
+    load_weights(model, path, dtype, torch.device(device), only=AUDIO_SIDE_PREFIXES)
     model.lm_head = nn.Linear(1, 1, bias=False, device=device, dtype=dtype)
     model.eval().requires_grad_(False)
     special = SpecialTokens.from_checkpoint(path, tokenizer)

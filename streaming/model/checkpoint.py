@@ -68,8 +68,16 @@ def load_checkpoint(
     return LoadedModel(model=model, tokenizer=tokenizer, special=special, config=config, path=path)
 
 
-def load_weights(model: nn.Module, path: Path, dtype: torch.dtype, device: torch.device) -> None:
-    """Assign every tensor of the checkpoint's safetensors into `model` (built on meta)."""
+def load_weights(
+    model: nn.Module,
+    path: Path,
+    dtype: torch.dtype,
+    device: torch.device,
+    only: tuple[str, ...] | None = None,
+) -> None:
+    """Assign the checkpoint's safetensors into `model` (built on meta): every tensor, or with
+    `only` those whose names start with one of its prefixes (the rest stay on meta). Names and
+    shapes of all are checked either way (from the files' headers)."""
     shards = shard_map(path)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     check_names(expected, set(shards))
@@ -89,8 +97,9 @@ def load_weights(model: nn.Module, path: Path, dtype: torch.dtype, device: torch
                     f"{list(expected[name])}"
                 )
         for name, file in shards.items():
-            tensor = opened[file].get_tensor(name).to(device=device, dtype=dtype)
-            _assign(model, name, tensor)
+            if only is None or name.startswith(only):
+                tensor = opened[file].get_tensor(name).to(device=device, dtype=dtype)
+                _assign(model, name, tensor)
 
 
 def shard_map(path: Path) -> dict[str, str]:
