@@ -34,11 +34,17 @@ def server_process(module: str, port: int, args: list[str]) -> Iterator[None]:
         wait_ready(f"http://127.0.0.1:{port}/healthz", process)
         yield
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        if process.poll() is None:
-            process.kill()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM (a server drains its sessions), then SIGKILL after `timeout_s`; reaped."""
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout_s)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -58,7 +58,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))  # the client's source
 
-from benchmarks.server_process import REPOSITORY, free_port, wait_ready  # noqa: E402
+from benchmarks.server_process import (  # noqa: E402
+    REPOSITORY,
+    free_port,
+    stop_process,
+    wait_ready,
+)
 from step_realtime_client import RealtimeClient, RealtimeError  # noqa: E402
 from step_realtime_client.audio import WIRE_SAMPLE_RATE, speech_end  # noqa: E402
 from step_realtime_client.client import CHUNK_MS, chunks_of  # noqa: E402
@@ -448,11 +453,7 @@ def serve(vad: str | None, max_sessions: int) -> Iterator[str]:
         wait_ready(f"http://127.0.0.1:{port}/healthz", process)
         yield f"ws://127.0.0.1:{port}/v1/realtime"
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        if process.poll() is None:
-            process.kill()
+        stop_process(process)
 
 
 async def run_setting(

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.server_process import free_port
 from tests.frameworks.harness import (
     BARGE_IN_SPEECH,
     FRAMEWORK_VENVS,
     QUESTION,
     SETUP_SCRIPT,
     ClientRun,
-    free_port,
     run_client,
     server_process,
     venv_python,

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,9 +30,9 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from benchmarks.server_process import REPOSITORY, stop_process
 from tts.espeak import synthesize
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 CLIENTS = Path(__file__).resolve().parent / "clients"
 SETUP_SCRIPT = "scripts/setup_frameworks.sh"
 # One virtual environment per framework (made by scripts/setup_frameworks.sh), so that none of
@@ -62,12 +61,6 @@ BARGE_IN_SPEECH = "stop, wait a moment please"
 API_KEY = "sk-framework-test"  # the server runs without keys; the frameworks insist on one
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_speech(text: str, path: Path, lead_ms: int = LEADING_SILENCE_MS) -> Path:
     """`text` spoken by espeak-ng as a 24 kHz mono PCM16 WAV file, after `lead_ms` of silence."""
     pcm, rate, _ = synthesize(text)
@@ -93,12 +86,7 @@ def server_process(port: int, log_path: Path) -> Iterator[str]:
             _wait_healthy(f"http://127.0.0.1:{port}/healthz", process, log_path)
             yield f"ws://127.0.0.1:{port}/v1/realtime"
         finally:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            stop_process(process, SERVER_STOP_TIMEOUT_S)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

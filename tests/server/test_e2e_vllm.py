@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from openai.types.realtime import (
 )
 from websockets.asyncio.client import connect
 
-from benchmarks.server_process import REPOSITORY, free_port
+from benchmarks.server_process import REPOSITORY, free_port, stop_process
 from streaming.responder import REASONING_EFFORTS
 from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, spoken
 from tests.server.test_app import url
@@ -54,11 +53,7 @@ def vllm_server() -> Iterator[tuple[str, list[int]]]:
         statuses = wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
         yield f"127.0.0.1:{port}", statuses
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_TIMEOUT_S)
-        if process.poll() is None:
-            process.kill()
+        stop_process(process, STOP_TIMEOUT_S)
 
 
 def wait_until_ready(address: str, process: subprocess.Popen[bytes]) -> list[int]:

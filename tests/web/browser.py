@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from benchmarks.server_process import REPOSITORY, free_port, wait_ready
+from benchmarks.server_process import REPOSITORY, free_port, stop_process, wait_ready
 from tts.espeak import synthesize
 
 CHROMIUM = os.environ.get("STEP_REALTIME_CHROMIUM", "/usr/bin/chromium")
@@ -184,11 +184,7 @@ def child_process(
         wait_ready(f"http://127.0.0.1:{port}/web/config.json", process)
         yield Process(f"http://127.0.0.1:{port}", port)
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        if process.poll() is None:
-            process.kill()
+        stop_process(process)
 
 
 @contextlib.contextmanager
