@@ -18,16 +18,20 @@ WORKDIR /app
 # the C headers: Triton (under vLLM) compiles small launcher stubs when it first runs.
 RUN apt-get update && apt-get install -y --no-install-recommends libsndfile1 gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY server ./server
 COPY streaming ./streaming
 COPY tts ./tts
 # vLLM's CUDA build pins its torch (PyPI's default wheel for Linux carries CUDA); the plugin
-# entry point that registers our model with vLLM comes with the package.
-RUN pip install --no-cache-dir '.[vllm]'
+# entry point that registers our model with vLLM comes with the package. Every install is held
+# to constraints.txt, the versions the test suite passed with (scripts/lock.sh). The lock is made
+# with vLLM's CPU build: the CUDA build's own extra dependencies are not in it and come at their
+# newest allowed release; should one of them need another version of a locked package, pip
+# names the conflict, and the lock is the place to settle it.
+RUN pip install --no-cache-dir -c constraints.txt '.[vllm]'
 # The turn detectors' model files (Silero VAD, the default classifier, and Smart Turn for
 # semantic_vad), from their wheels without their dependencies, as scripts/setup.sh installs them.
-RUN pip install --no-cache-dir --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
+RUN pip install --no-cache-dir -c constraints.txt --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
 
 EXPOSE 8000
 ENTRYPOINT ["step-realtime", "serve", "--port", "8000", "--engine", "vllm"]

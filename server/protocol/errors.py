@@ -47,10 +47,17 @@ class ErrorCode(StrEnum):
     SESSION_EXPIRED = "session_expired"
     SESSION_IDLE_TIMEOUT = "session_idle_timeout"
     SESSION_LIMIT_REACHED = "session_limit_reached"
+    # the server drains for a restart (server/drain.py): a session refused or closed because of
+    # it; the client should reconnect (a balancer sends it to another replica)
+    SERVER_SHUTTING_DOWN = "server_shutting_down"
     SERVER_ERROR = "server_error"
 
 
-SERVER_SIDE = {ErrorCode.SERVER_ERROR, ErrorCode.INVALID_TOOL_CALL}
+SERVER_SIDE = {ErrorCode.SERVER_ERROR, ErrorCode.INVALID_TOOL_CALL, ErrorCode.SERVER_SHUTTING_DOWN}
+# OpenAI's wording of `response_cancel_not_active`, kept verbatim because clients match on it:
+# livekit-agents drops an error whose message starts "Cancellation failed" as the benign race of
+# a cancel with a response's end, and logs any other at ERROR.
+NO_ACTIVE_RESPONSE_MESSAGE = "Cancellation failed: no active response found"
 
 
 class ProtocolError(Exception):

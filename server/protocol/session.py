@@ -45,7 +45,12 @@ from server.protocol.config import (
     apply_update,
     response_options,
 )
-from server.protocol.errors import ErrorCode, ProtocolError, error_event
+from server.protocol.errors import (
+    NO_ACTIVE_RESPONSE_MESSAGE,
+    ErrorCode,
+    ProtocolError,
+    error_event,
+)
 from server.protocol.items import (
     Item,
     check_item_size,
@@ -501,11 +506,22 @@ class Session:
         self._start_response(options, speech_end_at=None, committed_at=now)
 
     def _on_response_cancel(self, event: m.ResponseCancel, now: float) -> None:
+        # A cancel that finds no response in progress is answered as OpenAI answers it: the error
+        # `response_cancel_not_active`, worded as OpenAI words it, and nothing else changes. It
+        # is a race every client meets: a barge-in's `speech_started` ends the response here
+        # (`interrupt_response`) while the client, still playing that response's audio, sends
+        # `response.cancel` for it; or the response finished generating (far faster than it
+        # plays) just before the cancel came. The clients know it as benign and match on it:
+        # pipecat on the code, livekit-agents on the message's "Cancellation failed" prefix
+        # (any other wording it logs at ERROR and emits as an error), others on the whole
+        # message. A response already generated is not cancelled after the fact: this server,
+        # like OpenAI's over a WebSocket, does not know what the client has played; the
+        # client's `conversation.item.truncate` cuts the reply to what was heard.
         response = self.response
         if response is None or event.response_id not in (None, response.id):
             raise ProtocolError(
                 ErrorCode.NO_ACTIVE_RESPONSE,
-                "there is no response in progress"
+                NO_ACTIVE_RESPONSE_MESSAGE
                 + (f" with id {event.response_id}" if event.response_id else ""),
                 "response_id" if event.response_id else None,
             )

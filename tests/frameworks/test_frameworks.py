@@ -193,6 +193,53 @@ def _responses_after_output(wire: Wire, call_id: str) -> list[dict[str, Any]]:
 
 # --- barge-in ---
 
+# The one error a barge-in may draw, by design: OpenAI's answer to a `response.cancel` that finds
+# no response in progress. The barge-in speech ("stop, wait a moment please") can reach the
+# server as two turns; the second one's `speech_started` ends the reply to the first on the
+# server (`interrupt_response`) while livekit, which has that reply's `response.created` but not
+# yet its `response.done`, sends `response.cancel` for it. The server answers as OpenAI does
+# (`Session._on_response_cancel`), and the frameworks drop that answer as benign (livekit-agents
+# on its "Cancellation failed" message, pipecat on its code), so this test allows it where the
+# wire shows that race, and nowhere else; the framework must still log no error.
+CANCEL_NOT_ACTIVE = "response_cancel_not_active"
+
+
+def cancel_races(wire: Wire) -> list[dict[str, Any]]:
+    """The `response_cancel_not_active` errors that answer a `response.cancel` racing the end of
+    a response: the cancel was sent after that response's `response.created` (the last one
+    before it), and the error came after that response's `response.done`."""
+    raced = []
+    created: dict[str, int] = {}  # response id -> its position on the wire
+    done: dict[str, int] = {}
+    cancel: dict[str, Any] | None = None
+    cancel_at = -1
+    for at, (side, event) in enumerate(wire.frames):
+        kind = event.get("type")
+        if side == "client" and kind == "response.cancel":
+            cancel, cancel_at = event, at
+        elif side == "server" and kind == "response.created":
+            created[event["response"]["id"]] = at
+        elif side == "server" and kind == "response.done":
+            done[event["response"]["id"]] = at
+        elif side == "server" and kind == "error" and cancel is not None:
+            if event["error"].get("code") != CANCEL_NOT_ACTIVE:
+                continue
+            before = [(place, id_) for id_, place in created.items() if place < cancel_at]
+            target = max(before)[1] if before else None
+            named = cancel.get("response_id")
+            if target is not None and named in (None, target) and done.get(target, at) < at:
+                raced.append(event["error"])
+    return raced
+
+
+def assert_clean_but_for_cancel_races(run: ClientRun) -> None:
+    """`assert_clean`, but for the cancels that raced a response's end (`cancel_races`)."""
+    raced = cancel_races(run.wire)
+    assert [e for e in run.wire.server_errors() if e not in raced] == [], run.summary()
+    assert not run.error_logs(), run.summary()
+    assert not run.kind("framework_error"), run.summary()
+    assert run.returncode == 0, run.summary()
+
 
 @ALL_CLIENTS
 def test_barge_in_truncates_the_reply(client: str, client_run: RunClient) -> None:
@@ -205,4 +252,4 @@ def test_barge_in_truncates_the_reply(client: str, client_run: RunClient) -> Non
     assert 0 < truncate["audio_end_ms"] < sent[truncate["item_id"]], (truncate, sent)
     truncated = run.wire.server_events("conversation.item.truncated")
     assert [e["item_id"] for e in truncated][:1] == [truncate["item_id"]], run.summary()
-    assert_clean(run)
+    assert_clean_but_for_cancel_races(run)

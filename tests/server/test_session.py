@@ -568,6 +568,23 @@ async def test_barge_in_cancels_the_response() -> None:
     assert h.feed(first.response_id, ResponseFinished()) == []
 
 
+async def test_a_cancel_that_races_the_barge_in_gets_openais_benign_error() -> None:
+    # livekit's race (tests/frameworks): the server's speech_started ends the response while
+    # the client, still playing it, sends response.cancel. OpenAI's code and wording, which
+    # the clients treat as benign (livekit-agents matches the "Cancellation failed" prefix).
+    h = Harness(turn_detection=ServerVad())
+    h.send_all(appends(spoken("what is seven times six")))
+    await h.play(FixedReplyResponder(), limit=len(DEFAULT_REASONING.split()) + 3)
+    h.send_all(appends(spoken("stop", lead_ms=0, tail_ms=0)))
+    assert h.session.response is None  # ended by the barge-in
+    events = h.send({"type": "response.cancel", "event_id": "evt_late_cancel"})
+    assert errors(events) == [ErrorCode.NO_ACTIVE_RESPONSE]
+    [error] = [event["error"] for event in events if event["type"] == "error"]
+    assert error["message"] == "Cancellation failed: no active response found"
+    assert error["event_id"] == "evt_late_cancel"
+    await complete_turn(h)  # and the session goes on
+
+
 async def test_no_barge_in_when_interrupt_response_is_false() -> None:
     h = Harness(turn_detection=ServerVad(interrupt_response=False))
     h.send_all(appends(spoken("what is seven times six")))
