@@ -1,7 +1,9 @@
-"""The HTTP and WebSocket surface: `/v1/realtime`, client secrets, metrics, health.
+"""The HTTP and WebSocket surface: `/v1/realtime`, client secrets, metrics, health, draining.
 
 app = create_app(responder, Settings(api_keys=("sk-local",)))
-uvicorn.run(app, host=settings.bind_host(), port=settings.port)
+DrainingServer(server_config(app, settings), app.state.drain).run()  # or `serve`
+
+SIGTERM and `POST /admin/drain` drain the server for a rolling upgrade (server/drain.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import uvicorn
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +28,12 @@ from server.auth import (
     token_from,
 )
 from server.connection import Connection
+from server.drain import (
+    CLOSE_TRY_AGAIN_LATER,
+    REFUSED_MESSAGE,
+    Drain,
+    DrainingServer,
+)
 from server.edge import BodyLimit, OriginCheck, Refusals, is_loopback_host, server_config
 from server.metrics import Metrics
 from server.protocol import ErrorCode, Limits, ProtocolError, Session, SessionConfig
@@ -41,7 +48,6 @@ from streaming.responder import REASONING_EFFORTS, Responder
 
 log = logging.getLogger("server.app")
 
-CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455: server overloaded
 CLOSE_POLICY_VIOLATION = 1008
 BETA_HEADER_VALUE = "realtime=v1"
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
@@ -111,6 +117,7 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
     keys = KeyStore(settings.api_keys, max_per_key=settings.max_client_secrets_per_key)
     metrics = Metrics(settings.max_sessions, settings.first_audio_target_seconds)
     refusals = Refusals(metrics)
+    drain = Drain(settings.drain_timeout_seconds, metrics)
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_http_body_bytes,
@@ -135,6 +142,7 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
     app.state.keys = keys
     app.state.metrics = metrics
     app.state.refusals = refusals
+    app.state.drain = drain
     app.state.responder = responder
     app.state.active_sessions = 0
     app.state.ready = True
@@ -161,7 +169,9 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
         full = app.state.active_sessions >= settings.max_sessions
         engine = _engine_status(responder)
         ready = app.state.ready and not full and engine.get("healthy", True) is not False
-        body = {"status": "ready" if ready else "not ready", "sessions": app.state.active_sessions}
+        ready = ready and not drain.draining
+        status = "draining" if drain.draining else "ready" if ready else "not ready"
+        body: dict[str, object] = {"status": status, "sessions": app.state.active_sessions}
         if engine:  # capacity for a balancer or an autoscaler (docs/scaling.md)
             body["engine"] = engine
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -174,6 +184,31 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
                 return _http_error(401, "invalid_api_key", "/metrics needs an API key")
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def admin_refusal(request: Request, what: str) -> JSONResponse | None:
+        """An API key where the server has keys; else a loopback client. None: allowed."""
+        if keys.required and not keys.is_api_key(token_from(request.headers)):
+            refusals.refuse("invalid_api_key", f"{what} without an API key", _peer(request))
+            return _http_error(401, "invalid_api_key", f"{what} needs an API key")
+        if not keys.required and not is_loopback_host(_peer(request)):
+            message = f"a server without API keys takes {what} from loopback clients only"
+            refusals.refuse("not_loopback", message, _peer(request))
+            return _http_error(403, "not_loopback", message)
+        return None
+
+    @app.post("/admin/drain")
+    async def admin_drain(request: Request) -> JSONResponse:
+        """Drain as on SIGTERM (server/drain.py); under `serve` the process exits once done."""
+        refused = admin_refusal(request, "/admin/drain")
+        if refused is not None:
+            return refused
+        drain.start("admin")
+        body = {
+            "status": "draining",
+            "sessions": drain.sessions,
+            "timeout_seconds": drain.timeout_seconds,
+        }
+        return JSONResponse(body, status_code=202)
+
     @app.post("/v1/realtime/client_secrets")
     async def client_secrets(request: Request) -> JSONResponse:
         token = token_from(request.headers)
@@ -184,6 +219,10 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
             message = "a server without API keys mints client secrets for loopback clients only"
             refusals.refuse("not_loopback", message, _peer(request))
             return _http_error(403, "not_loopback", message)
+        if drain.draining:  # a secret is good on this server only, which takes no new session
+            code = str(ErrorCode.SERVER_SHUTTING_DOWN)
+            refusals.refuse(code, "client secret refused: draining", _peer(request))
+            return _http_error(503, code, REFUSED_MESSAGE)
         raw = await request.body()  # read (and capped) by BodyLimit
         try:
             body = load_json(raw) if raw.strip() else None
@@ -239,15 +278,25 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
             vad=settings.vad,
         )
         context = {"session_id": session.id}
+        if drain.draining:
+            code = ErrorCode.SERVER_SHUTTING_DOWN
+            refusals.refuse(str(code), "session refused: draining", _peer(ws))
+            await _refuse(ws, session, code, REFUSED_MESSAGE, "server shutting down")
+            return
         if app.state.active_sessions >= settings.max_sessions:
             metrics.sessions_rejected.inc()
             refusals.log.refused("session_limit_reached", "session refused: at capacity", _peer(ws))
-            await _refuse(ws, session, settings.max_sessions)
+            message = (
+                f"the server is at its limit of {settings.max_sessions} sessions; try again later"
+            )
+            code = ErrorCode.SESSION_LIMIT_REACHED
+            await _refuse(ws, session, code, message, "session limit reached")
             return
         app.state.active_sessions += 1
         metrics.sessions.inc()
         metrics.sessions_active.inc()
         log.info("session opened", extra={**context, "client": grant.kind})
+        connection: Connection | None = None
         try:
             connection = Connection(
                 ws,
@@ -260,8 +309,11 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
                 idle_timeout_seconds=settings.idle_timeout_seconds,
                 judge=judge,
             )
+            drain.add(connection)
             await connection.run()
         finally:
+            if connection is not None:
+                drain.discard(connection)
             app.state.active_sessions -= 1
             metrics.sessions_active.dec()
             log.info("session closed", extra=context)
@@ -297,21 +349,21 @@ async def _deny(ws: WebSocket, message: str) -> None:
         await ws.close(CLOSE_POLICY_VIOLATION, message)
 
 
-async def _refuse(ws: WebSocket, session: Session, capacity: int) -> None:
-    """At capacity: say so in an error event, then close with 1013 (try again later)."""
-    outputs = session.close(
-        ErrorCode.SESSION_LIMIT_REACHED,
-        f"the server is at its limit of {capacity} sessions; try again later",
-        CLOSE_TRY_AGAIN_LATER,
-    )
-    for output in outputs:
+async def _refuse(
+    ws: WebSocket, session: Session, code: ErrorCode, message: str, reason: str
+) -> None:
+    """At capacity or draining: say so in an error event, then close with 1013 (try again
+    later: a balancer or the client's retry finds another server)."""
+    for output in session.close(code, message, CLOSE_TRY_AGAIN_LATER):
         if isinstance(output, dict):
             await ws.send_text(json.dumps(output))
-    await ws.close(CLOSE_TRY_AGAIN_LATER, "session limit reached")
+    await ws.close(CLOSE_TRY_AGAIN_LATER, reason)
 
 
 def serve(responder: Responder, settings: Settings) -> None:
-    """Run the server in this process until interrupted."""
+    """Run the server in this process until interrupted, or drained (SIGTERM, POST
+    /admin/drain: server/drain.py), after which it returns."""
     settings.check()
     app = create_app(responder, settings)
-    uvicorn.Server(server_config(app, settings)).run()  # guarded protocols: server/edge.py
+    config = server_config(app, settings)  # guarded protocols: server/edge.py
+    DrainingServer(config, app.state.drain).run()

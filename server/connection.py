@@ -22,6 +22,9 @@
 - Idle: a session is idle while nothing is heard (no speech from turn detection) and no
   response runs or plays; after `idle_timeout_seconds` of that it is closed. Client events as
   such (`input_audio_buffer.clear`, silence) do not keep a session alive.
+- Draining (server/drain.py): once told to `drain`, the session is closed (close 1012) at its
+  first quiet moment: no response running or unfinished, its audio played out, no turn being
+  spoken or typed in; `shut_down` (the drain's bound) closes it at once.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any, TypeGuard
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server.drain import CLOSE_SERVICE_RESTART, CLOSED_MESSAGE
 from server.metrics import Metrics
 from server.protocol import (
     CancelResponse,
@@ -62,6 +66,7 @@ from streaming.responder import (
     ResponseRefused,
 )
 from streaming.scheduler import mode_for_effort
+from streaming.turns.machine import TurnState
 
 log = logging.getLogger("server.connection")
 
@@ -87,6 +92,7 @@ LOW_WATER_FRACTION = 0.5  # writers resume once the outbox has drained to half
 HARD_LIMIT_FACTOR = 2
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long a closing session waits for its last events to go out
 WATCH_INTERVAL_SECONDS = 1.0  # the longest the watchdog sleeps between checks
+DRAIN_CHECK_SECONDS = 0.05  # while draining: how often the watchdog looks for a quiet moment
 CLOSE_POLICY_VIOLATION = 1008  # RFC 6455: the client broke the rules (here: it does not read)
 CLOSE_INTERNAL_ERROR = 1011  # RFC 6455: the server hit an unexpected condition
 INTERNAL_ERROR_MESSAGE = (
@@ -250,6 +256,8 @@ class Connection:
         self._audio_out_ms = 0.0
         self._context = {"session_id": session.id}
         self._closing = asyncio.Event()  # a Close is queued
+        self._draining = False  # the server drains: close at the first quiet moment
+        self._wake = asyncio.Event()  # wakes the watchdog early
         self._broken = False  # the session machine raised: it is not called again
         now = time.monotonic()
         self._deadline = now + max_session_seconds
@@ -332,6 +340,9 @@ class Connection:
             now = time.monotonic()
             if self.outbox.stalled_for(now) >= self.send_stall_seconds:
                 return True
+            if self._draining and self._quiet(now):
+                self.shut_down()
+                return False
             if now >= self._deadline:
                 self._close_session(
                     ErrorCode.SESSION_EXPIRED,
@@ -344,8 +355,33 @@ class Connection:
                     f"nothing was heard and no response ran for {self.idle_timeout_seconds:g} s",
                 )
                 return False
-            await asyncio.sleep(self._next_check(now))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._next_check(now))
+            self._wake.clear()
         return False
+
+    def drain(self) -> None:
+        """The server drains: close this session at its first quiet moment (`_quiet`)."""
+        self._draining = True
+        self._wake.set()
+
+    def shut_down(self) -> None:
+        """Close now for the drain: a response in progress is cancelled, the client gets the
+        `server_shutting_down` error event, then close 1012."""
+        if not self._closing.is_set():
+            self._close_session(
+                ErrorCode.SERVER_SHUTTING_DOWN, CLOSED_MESSAGE, CLOSE_SERVICE_RESTART
+            )
+
+    def _quiet(self, now: float) -> bool:
+        """Nothing a close would cut: no response running or unfinished, its audio played out
+        (at 1x), no turn being spoken (or, without turn detection, audio not committed yet)."""
+        if self._open or self._responses or self._in_speech or now < self._playing_until:
+            return False
+        turns = self.session.turns
+        if turns.state == TurnState.MANUAL:
+            return turns.buffer.empty
+        return turns.state == TurnState.LISTENING
 
     def _idle_for(self, now: float) -> float:
         if self._in_speech or self._open or self._responses:
@@ -355,12 +391,13 @@ class Connection:
     def _next_check(self, now: float) -> float:
         idle_left = self.idle_timeout_seconds - self._idle_for(now)
         stall_left = self.send_stall_seconds - self.outbox.stalled_for(now)
-        return max(0.01, min(WATCH_INTERVAL_SECONDS, self._deadline - now, idle_left, stall_left))
+        interval = DRAIN_CHECK_SECONDS if self._draining else WATCH_INTERVAL_SECONDS
+        return max(0.01, min(interval, self._deadline - now, idle_left, stall_left))
 
-    def _close_session(self, code: ErrorCode, text: str) -> None:
+    def _close_session(self, code: ErrorCode, text: str, ws_code: int = 1000) -> None:
         log.info("closing session: %s", text, extra={**self._context, "code": str(code)})
         self.metrics.connections_closed.labels(str(code)).inc()
-        self._call_session(self.session.close, code, text)
+        self._call_session(self.session.close, code, text, ws_code)
 
     async def _abort(self, code: int, reason: str) -> None:
         """Close a connection whose client does not read: nothing queued can reach it."""

@@ -20,6 +20,10 @@ the server ended (session_idle_timeout, session_expired, not_reading, server_err
 count in `realtime_responses{status="cancelled"}`. `realtime_flushed_bytes` counts the queued
 deltas a cancel or barge-in dropped before they were sent (interruption flushes).
 
+Draining (server/drain.py): `realtime_draining` is 1 from SIGTERM or `POST /admin/drain` on; the
+sessions the drain closes count in `realtime_connections_closed{reason="server_shutting_down"}`,
+the sessions and client secrets it refuses in `realtime_requests_refused{reason=...}` alike.
+
 Each app has its own registry, so that several apps (tests) can live in one process.
 """
 
@@ -60,6 +64,11 @@ class Metrics:
             "realtime_sessions_capacity", "Most sessions served at once", registry=r
         )
         self.sessions = Counter("realtime_sessions", "Sessions opened", registry=r)
+        self.draining = Gauge(
+            "realtime_draining",
+            "1 while the server drains (SIGTERM or POST /admin/drain): it refuses new sessions",
+            registry=r,
+        )
         self.sessions_rejected = Counter(
             "realtime_sessions_rejected", "Sessions refused at capacity", registry=r
         )

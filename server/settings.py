@@ -44,6 +44,12 @@ class Settings:
         "close a session after this long with no speech heard and no response (client events "
         "such as silence or input_audio_buffer.clear do not count)",
     )
+    drain_timeout_seconds: float = _opt(
+        30.0,
+        "on SIGTERM or POST /admin/drain: how long open sessions may go on finishing their "
+        "replies before they are closed (1012); keep Kubernetes' terminationGracePeriodSeconds "
+        "above it (docs/scaling.md)",
+    )
     client_secret_ttl_seconds: int = _opt(
         600, "default lifetime of keys minted by POST /v1/realtime/client_secrets"
     )
@@ -165,6 +171,10 @@ class Settings:
         told otherwise."""
         if not 0 <= self.port <= MAX_PORT:
             raise ValueError(f"port {self.port} is not a TCP port; use 1 to {MAX_PORT}, or 0")
+        if not self.drain_timeout_seconds >= 0:
+            raise ValueError(
+                f"drain_timeout_seconds must be 0 or more, got {self.drain_timeout_seconds:g}"
+            )
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.turn_detection not in TURN_DETECTIONS:

@@ -8,6 +8,11 @@ One reader task receives every server event, stamps its arrival time and queues 
 and `ask()` consume that queue (use one consumer at a time). When the connection drops, the
 reader reconnects with exponential backoff and queues a `Reconnected` event: the new connection
 is a new server session, so a reply in flight is lost and `ask()` raises `ConnectionLost`.
+
+A server draining for a restart (SIGTERM) closes a session once its reply is done, with the
+`error` event `server_shutting_down` and close 1012: the reader reconnects to the same URL, where
+a balancer sends it to another server; while a draining server refuses new sessions (that error,
+then close 1013), `connect()` and the reconnection try again with the backoff.
 """
 
 from __future__ import annotations
@@ -36,11 +41,13 @@ from step_realtime_client.audio import (
     to_wire,
 )
 from step_realtime_client.errors import (
+    SERVER_SHUTTING_DOWN,
     AuthenticationError,
     ConnectionLost,
     NoSpeechDetected,
     RealtimeError,
     ServerError,
+    ServerRefused,
     close_error,
     error_for,
     handshake_error,
@@ -151,9 +158,17 @@ class RealtimeClient:
         await self.close()
 
     async def connect(self) -> dict[str, Any]:
-        """Open the session; returns the server's session object."""
+        """Open the session; returns the server's session object. A passing refusal (a
+        server that drains for a restart) is tried again with the backoff."""
         self._closing = False
-        await self._open()
+        for attempt in itertools.count():
+            try:
+                await self._open()
+                break
+            except ServerRefused as refused:
+                if not refused.retryable or attempt >= self.backoff.attempts:
+                    raise
+            await asyncio.sleep(self.backoff.delay(attempt))
         self._reader = asyncio.create_task(self._read_loop())
         return self.session
 
@@ -437,6 +452,9 @@ class RealtimeClient:
             speech_by_s = (len(pcm) / WIRE_SAMPLE_RATE if realtime else 0.0) + NO_SPEECH_GRACE_S
         try:
             await self._collect(collector, on_event, reply_timeout_s, speech_by_s)
+        except NoSpeechDetected:
+            await self.send({"type": "input_audio_buffer.clear"})  # not heard: not the next's
+            raise
         finally:
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError, RealtimeError):
@@ -461,10 +479,9 @@ class RealtimeClient:
             chunks = itertools.chain(chunks_of(pcm), _silence_while(lambda: not collector.done))
         else:  # just enough silence for the server's turn detection to close the turn
             chunks = chunks_of(np.concatenate([pcm, silence(FAST_TRAILING_SILENCE_MS)]))
-        timings = collector.reply.timings
 
         def mark(sent_at: float) -> None:
-            timings.speech_end_sent_at = sent_at
+            collector.reply.timings.speech_end_sent_at = sent_at  # the reply may start over
 
         end_sample = speech_end(pcm) or len(pcm)
         await self.stream_chunks(chunks, realtime=realtime, mark_sample=end_sample, on_mark=mark)
@@ -507,8 +524,10 @@ class RealtimeClient:
             collector.feed(event)
             if on_event is not None:
                 on_event(event)
-            if isinstance(event, ErrorEvent):
+            if isinstance(event, ErrorEvent) and event.code != SERVER_SHUTTING_DOWN:
                 raise ServerError(event)
+            # server_shutting_down: the server closes this session now and the reader
+            # reconnects; the next event says how that went (Reconnected: ConnectionLost)
 
     async def barge_in(self, player: Player) -> tuple[str, int] | None:
         """Stop playback at once and truncate the assistant's item at what was played (the

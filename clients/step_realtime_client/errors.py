@@ -10,6 +10,9 @@ from step_realtime_client.events import ErrorEvent
 
 CLOSE_POLICY_VIOLATION = 1008  # RFC 6455; the server's answer to a bad key after the handshake
 CLOSE_TRY_AGAIN_LATER = 1013
+# The server's error code when it drains for a restart: it refuses new sessions (then close
+# 1013) and closes the open ones once quiet (then close 1012); another server will take them.
+SERVER_SHUTTING_DOWN = "server_shutting_down"
 ERROR_BODY_CHARS = 200  # of a non-JSON error body, quoted in the message
 
 
@@ -22,7 +25,13 @@ class AuthenticationError(RealtimeError):
 
 
 class ServerRefused(RealtimeError):
-    """The server refused the session (at capacity, or an HTTP error in the handshake)."""
+    """The server refused the session (at capacity, shutting down, or an HTTP error in the
+    handshake). `retryable`: the refusal is passing (the server drains for a restart), so
+    `connect` tries again with its backoff, as a reconnection does."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ConnectionLost(RealtimeError):
@@ -73,6 +82,8 @@ def close_error(closed: ConnectionClosed) -> RealtimeError:
 def error_for(event: ErrorEvent) -> RealtimeError:
     if event.code == "session_limit_reached":
         return ServerRefused(event.message)
+    if event.code == SERVER_SHUTTING_DOWN:
+        return ServerRefused(event.message, retryable=True)
     if event.code in ("invalid_api_key", "unauthorized"):
         return AuthenticationError(event.message)
     return ServerError(event)

@@ -175,9 +175,25 @@ class ReplyCollector:
             reply.text += event.delta
             timings.first_transcript_at = timings.first_transcript_at or now
         elif isinstance(event, ResponseDone):
+            if _cut_by_more_speech(event):
+                self._start_over()
+                return
             reply.status = event.status
             reply.status_details = event.status_details
             reply.usage = event.usage
             reply.stage_seconds = event.stage_seconds
             timings.done_at = now
             self.done = True
+
+    def _start_over(self) -> None:
+        """The question went on after a pause that the server took for its end: the reply is
+        the response to the whole question, which comes next."""
+        sent_at = self.reply.timings.speech_end_sent_at
+        self.reply = Reply(errors=self.reply.errors)
+        self.reply.timings.speech_end_sent_at = sent_at
+
+
+def _cut_by_more_speech(done: ResponseDone) -> bool:
+    """A response that the user's own speech cancelled (the server's barge-in)."""
+    details = done.status_details or {}
+    return done.status == "cancelled" and details.get("reason") == "turn_detected"

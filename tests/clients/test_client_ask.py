@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from step_realtime_client import RealtimeClient
-from tests.clients.harness import API_KEY, RunningServer
+from tests.clients.harness import API_KEY, RunningServer, spoken
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY
 
 CLOSE_WAIT_S = 5.0  # the server notices a closed socket at once; this only bounds a failure
@@ -35,6 +35,25 @@ async def test_ask_yields_audio_transcript_reasoning_and_timings(
     )
     assert "response.reasoning_text.delta" in seen
     assert seen.index("response.reasoning_text.delta") < seen.index("response.output_audio.delta")
+
+
+async def test_a_pause_inside_the_question_gets_the_reply_to_all_of_it(
+    running_server: RunningServer,
+) -> None:
+    """The server takes the pause for the turn's end and starts a reply; the rest of the
+    question cancels it (`turn_detected`); `ask` returns the reply to the whole question."""
+    pause = np.zeros(24 * 900, np.int16)  # longer than server_vad's 500 ms silence window
+    question = np.concatenate([spoken("what is seven"), pause, spoken("times six")])
+    cancelled: list[object] = []
+
+    def note(event: object) -> None:
+        if getattr(event, "status", None) == "cancelled":
+            cancelled.append(event)
+
+    async with RealtimeClient(running_server.url, api_key=API_KEY) as client:
+        reply = await client.ask(question, realtime=False, on_event=note)
+    assert cancelled, "the pause did not split the turn: this test tests nothing"
+    assert reply.status == "completed" and reply.transcript == DEFAULT_REPLY
 
 
 async def test_beta_protocol_and_key_in_subprotocol(

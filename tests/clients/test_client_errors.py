@@ -14,8 +14,8 @@ from step_realtime_client import (
     ServerRefused,
     mint_client_secret,
 )
-from tests.clients.harness import API_KEY, RunningServer, start_server, stop_server
-from tests.server.espeak_responder import FixedReplyResponder
+from tests.clients.harness import API_KEY, RunningServer, spoken, start_server, stop_server
+from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
 
 
 async def test_a_bad_key_or_secret_raises_authentication_error(
@@ -53,3 +53,6 @@ async def test_silent_audio_says_no_speech_was_heard(running_server: RunningServ
     async with RealtimeClient(running_server.url, api_key=API_KEY) as client:
         with pytest.raises(NoSpeechDetected, match="heard no speech"):
             await client.ask(silent, realtime=False)
+        # what was not heard is cleared: the next question gets its own reply, not a late one
+        reply = await client.ask(spoken(), realtime=False)
+    assert reply.status == "completed" and reply.transcript == DEFAULT_REPLY

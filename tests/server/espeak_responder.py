@@ -6,7 +6,9 @@ fixture in conftest.py.
 It records what it was asked (`requests`) and whether each reply ran to its end or was closed
 early (`finished`, `closed_early`), so tests can check that a cancel really stops the
 generator. With a `gate`, it pauses after its first speech chunk until the gate opens, so that
-a test can barge in mid-reply without timing races.
+a test can barge in mid-reply without timing races. With `pace_s` it sleeps that long after each
+speech chunk, so that a reply streams for a while (as from a real TTS), also in a server process
+(`--responder tests.server.espeak_responder:paced_responder`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tts.espeak import synthesize
 DEFAULT_REPLY = "Seven times six is forty two. That is the answer."
 DEFAULT_REASONING = "I hear: seven times six. 7 * 6 = 42."
 CHUNK_MS = 200  # speech chunk size, about what a clause-streaming TTS hands out
+PACE_S = 0.1  # paced_responder: the default reply (~3 s of speech) streams for about 1.5 s
 
 
 class FixedReplyResponder(Responder):
@@ -41,8 +44,10 @@ class FixedReplyResponder(Responder):
         reasoning: str = DEFAULT_REASONING,
         gate: asyncio.Event | None = None,
         fail: bool = False,
+        pace_s: float = 0.0,
     ) -> None:
         self.reply = reply
+        self.pace_s = pace_s
         self.reasoning = reasoning
         self.gate = gate
         self.fail = fail
@@ -96,9 +101,14 @@ class FixedReplyResponder(Responder):
             yield SpeechChunk(AudioChunk(pcm[start : start + step], chunk_words))
             if index == 0 and self.gate is not None:
                 await self.gate.wait()
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.pace_s)
         if said < len(self.reply):
             yield AnswerDelta(self.reply[said:])
+
+
+def paced_responder() -> FixedReplyResponder:
+    """A `--responder` factory: the default reply, streamed over about 1.5 s."""
+    return FixedReplyResponder(pace_s=PACE_S)
 
 
 def _words_starting_in(
