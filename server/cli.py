@@ -90,7 +90,11 @@ def load_responder(spec: str | None, settings: Settings) -> Responder:
     if ":" not in spec:
         raise SystemExit(f"error: --responder must be module:factory, got {spec!r}")
     module_name, _, factory = spec.partition(":")
-    return getattr(importlib.import_module(module_name), factory)()
+    try:
+        make = getattr(importlib.import_module(module_name), factory)
+    except (ImportError, AttributeError) as error:
+        raise SystemExit(f"error: --responder {spec}: {error}") from None
+    return make()
 
 
 def vllm_options(settings: Settings) -> Any:
@@ -151,9 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from server.app import serve
     from server.logs import configure_logging
+    from server.startup import StartupError, load_turn_models
 
     configure_logging(settings.log_level)
-    serve(load_responder(args.responder, settings), settings)
+    try:
+        # turn detection's models first: a missing one is found before the model is loaded
+        turn_models = load_turn_models(settings)
+        serve(load_responder(args.responder, settings), settings, turn_models=turn_models)
+    except StartupError as error:  # a part every session needs is missing (server/startup.py)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

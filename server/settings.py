@@ -109,7 +109,8 @@ class Settings:
     turn_detection: str = _opt(
         "server_vad",
         "turn detection of new sessions: server_vad (a fixed silence ends the turn), "
-        "semantic_vad (the end-of-turn model decides), none (the client commits)",
+        "semantic_vad (the end-of-turn model decides; pip install step-realtime[semantic]), "
+        "none (the client commits)",
     )
     vad: str = _opt(
         "silero",

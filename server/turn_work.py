@@ -13,6 +13,7 @@ answered back into it. Neither may hold up a reply:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -37,8 +38,21 @@ TRANSCRIPT_WAIT_SECONDS = 3.0
 SessionCall = Callable[..., None]  # Connection._call_session: call the session, act on it
 
 
+@functools.cache
+def _end_of_turn_model() -> Any:
+    """One end-of-turn model per process (onnxruntime's `run` is safe from several threads),
+    run once on a tenth of a second of silence so that its first call's set-up is paid here:
+    every server made in a process (tests make many) loads and warms it once."""
+    from streaming.turns.end_of_turn import EndOfTurnModel
+
+    model = EndOfTurnModel()
+    model.probability(np.zeros(MODEL_SAMPLE_RATE // 10, np.int16))
+    return model
+
+
 class EndOfTurnJudge:
-    """The end-of-turn model of the whole process, loaded at first use, run off the loop."""
+    """The end-of-turn model of the whole process (loaded once: at start-up where it is
+    installed, server/startup.py), run off the event loop."""
 
     def __init__(self, workers: int = END_OF_TURN_WORKERS) -> None:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="end-of-turn")
@@ -46,9 +60,7 @@ class EndOfTurnJudge:
 
     def _probability(self, audio: np.ndarray) -> float:
         if self._model is None:
-            from streaming.turns.end_of_turn import EndOfTurnModel
-
-            self._model = EndOfTurnModel()
+            self._model = _end_of_turn_model()
         return float(self._model.probability(audio))
 
     async def probability(self, audio: np.ndarray) -> float:
@@ -56,8 +68,9 @@ class EndOfTurnJudge:
         return await loop.run_in_executor(self._executor, self._probability, audio)
 
     def warm_up(self) -> None:
-        """Load the model now (a second of CPU), not at the first user's first pause."""
-        self._probability(np.zeros(MODEL_SAMPLE_RATE // 10, np.int16))
+        """Load and warm the model now (a second of CPU, once per process), not at the first
+        user's first pause."""
+        self._model = _end_of_turn_model()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

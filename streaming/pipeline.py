@@ -55,7 +55,7 @@ from streaming.responder import (
 )
 from streaming.scheduler import ReplyScheduler, ScheduleSettings, schedule_for
 from streaming.tool_calls import ParsedDelta, ToolCallError, ToolCallParser
-from tts.base import SpeechStream, TTSBackend
+from tts.base import SpeechStream, TTSBackend, speak_once
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,11 @@ class ModelResponder(Responder):
         await self.tts.close()
 
     async def warm_up(self) -> None:
-        """Start and warm up the engine; the server turns ready after this."""
+        """Start and warm up the engine, and speak a word with the TTS backend (its first
+        synthesis paid, and checked); the server turns ready after this. Raises where either
+        cannot serve."""
         await self.engine.warm_up()
+        await speak_once(self.tts)
 
     def engine_status(self) -> dict[str, object]:
         """The engine's health and capacity, for `/readyz` (and a balancer, see docs/scaling.md)."""

@@ -61,3 +61,24 @@ class TTSBackend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release workers."""
+
+
+WARM_UP_TEXT = "ready"
+
+
+async def speak_once(backend: TTSBackend, text: str = WARM_UP_TEXT) -> int:
+    """Speak `text` with the backend's first voice and return the samples it made: a warm-up
+    (its library or model loaded, its first synthesis paid) that fails where the backend
+    cannot speak. RuntimeError: it has no voice, or made no audio."""
+    voices = backend.voices()
+    if not voices:
+        raise RuntimeError("the TTS backend has no voice")
+    stream = backend.open_stream(voices[0])
+    stream.feed(text)
+    stream.flush()
+    samples = 0
+    async for chunk in stream:
+        samples += len(chunk.pcm)
+    if not samples:
+        raise RuntimeError(f"the TTS backend made no audio for {text!r} ({voices[0]})")
+    return samples

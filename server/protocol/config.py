@@ -41,11 +41,15 @@ VALIDATION_CODES = {
 
 @dataclass(frozen=True)
 class SessionLimits:
-    """Per-session caps on what configuration may hold (memory a client can pin)."""
+    """Per-session caps on what configuration may hold (memory a client can pin), and what
+    this server cannot serve."""
 
     max_instructions_chars: int = 64_000
     max_tools: int = 128
     max_tools_json_bytes: int = 256 * 1024
+    # Why semantic_vad cannot run on this server (its end-of-turn model is not installed: see
+    # server/startup.py); a session asking for it gets this in an error event. None: it runs.
+    semantic_vad_missing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,10 +275,19 @@ def _turn_detection_step(
 ) -> dict[str, object]:
     audio_in = update.audio.input if update.audio else None
     if audio_in is not None and "turn_detection" in audio_in.model_fields_set:
-        return {"turn_detection": turn_detection(audio_in.turn_detection, config.turn_detection)}
-    if "turn_detection" in update.model_fields_set:
-        return {"turn_detection": turn_detection(update.turn_detection, config.turn_detection)}
-    return {}
+        given, param = audio_in.turn_detection, "session.audio.input.turn_detection"
+    elif "turn_detection" in update.model_fields_set:
+        given, param = update.turn_detection, "session.turn_detection"
+    else:
+        return {}
+    if given is not None and given.type == "semantic_vad" and limits.semantic_vad_missing:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_FEATURE,
+            f"semantic_vad is not available on this server: {limits.semantic_vad_missing}. "
+            "The session keeps its turn detection; server_vad is available",
+            f"{param}.type",
+        )
+    return {"turn_detection": turn_detection(given, config.turn_detection)}
 
 
 def _transcription_step(

@@ -3,8 +3,9 @@
 Smart Turn (pipecat's audio end-of-turn model, BSD-2) is a Whisper-encoder classifier over the
 last 8 s of 16 kHz audio: it hears intonation and phrasing ("what is seventeen ..." is not
 finished, "what is seventeen minus eight" is) and returns the probability that the turn is
-complete. Its CPU ONNX file ships inside the `pipecat-ai` wheel; we run it with onnxruntime and
-never import pipecat itself (its package imports pull in dependencies the server does not have).
+complete. Its CPU ONNX file ships inside the `pipecat-ai` wheel (the `semantic` extra); we run
+it with onnxruntime and never import pipecat itself (its imports would load much more than the
+model needs).
 
 Input, as pipecat's own `LocalSmartTurnAnalyzerV3` prepares it: the turn as float32 in [-1, 1],
 its last 8 s kept, zero-padded at the front to exactly 8 s, then Whisper's log-mel features
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 
 SMART_TURN_PACKAGE = "pipecat"  # the import name of the `pipecat-ai` distribution
 SMART_TURN_MODEL_FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+# Where the model file is missing: what to install (the `semantic` extra brings pipecat-ai).
+SEMANTIC_INSTALL_HINT = (
+    "semantic_vad needs `pip install step-realtime[semantic]` (Smart Turn's model file ships "
+    "in the pipecat-ai package, which is not installed here)"
+)
 COMPLETE_PROBABILITY = 0.5  # pipecat's own cut between "complete" and "incomplete"
 INT16_SCALE = 32768.0
 
@@ -125,9 +131,5 @@ def smart_turn_model_path() -> Path:
     locations = spec.submodule_search_locations if spec is not None else None
     path = Path(next(iter(locations))) / SMART_TURN_MODEL_FILE if locations else None
     if path is None or not path.is_file():
-        raise FileNotFoundError(
-            "semantic_vad needs the Smart Turn model that ships in the pipecat-ai wheel: "
-            "pip install --no-deps pipecat-ai (only its model file is used, so its many "
-            "dependencies are not needed)"
-        )
+        raise FileNotFoundError(SEMANTIC_INSTALL_HINT)
     return path

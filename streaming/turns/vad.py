@@ -60,6 +60,7 @@ SILERO_ONSET_WINDOW = 2
 SILERO_ONSET_NEEDED = 2
 SILERO_PACKAGE = "silero_vad"
 SILERO_MODEL_FILE = "data/silero_vad.onnx"  # opset 16, the file silero's own ONNX loader uses
+SILERO_REQUIREMENT = "silero-vad>=6.2.3,<7"  # as pyproject.toml declares it
 # One thread per call: every session classifies its own frames and the cores are shared with
 # the model; intra-op parallelism on a 2 ms-sized graph would only add scheduling overhead.
 SILERO_THREADS = 1
@@ -173,9 +174,9 @@ def silero_model_path() -> Path:
     path = Path(next(iter(locations))) / SILERO_MODEL_FILE if locations else None
     if path is None or not path.is_file():
         raise FileNotFoundError(
-            "the silero VAD needs the model file that ships in the silero-vad wheel: "
-            "pip install --no-deps silero-vad (its torch and torchaudio dependencies are not "
-            "needed; the model runs on onnxruntime)"
+            f"the silero VAD (--vad silero, the default) needs the model file "
+            f"{SILERO_MODEL_FILE} of the silero-vad package, a dependency of step-realtime "
+            f"that is missing or incomplete here: pip install '{SILERO_REQUIREMENT}'"
         )
     return path
 
