@@ -32,7 +32,7 @@ from streaming.arith.data import answer_number, make_utterance, speak
 from tts.asr import NumberRecognizer, number_grammar, words_to_numbers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))  # the client's source
-from step_realtime_client import RealtimeClient  # noqa: E402
+from step_realtime_client import NoSpeechDetected, RealtimeClient, ServerRefused  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MODEL_RATE = 16_000
@@ -62,11 +62,27 @@ async def ask_all(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     session = {"reasoning": {"effort": args.effort}}
     rows = []
     for first in range(0, args.items, args.turns):
-        async with RealtimeClient(url, session=session) as client:
+        client = await _open(url, session)
+        try:
             for index in range(first, min(first + args.turns, args.items)):
                 rows.append(await ask_one(client, recognizer, index, args.seed))
                 rows[-1]["position"] = index - first + 1
+        finally:
+            await client.close()
     return rows
+
+
+async def _open(url: str, session: dict[str, Any]) -> RealtimeClient:
+    """A new session, once the server (at one session) has released the last one: it frees
+    the slot only after the closed connection's replies and transcription have stopped."""
+    for _ in range(50):
+        client = RealtimeClient(url, session=session)
+        try:
+            await client.connect()
+            return client
+        except ServerRefused:
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the server did not free its session slot within 10 s")
 
 
 async def ask_one(
@@ -75,16 +91,30 @@ async def ask_one(
     """Question `index` of the eval split, spoken into the session, and its reply judged."""
     utterance = make_utterance("eval", index, seed=seed)
     result = utterance.question.result
-    reply = await client.ask(speak(utterance, seed=seed), realtime=False, sample_rate=MODEL_RATE)
+    row = {"question": utterance.text, "voice": utterance.voice, "kind": KINDS[index % 3]}
+    try:
+        reply = await client.ask(
+            speak(utterance, seed=seed), realtime=False, sample_rate=MODEL_RATE
+        )
+    except NoSpeechDetected:  # the server's turn detection missed a quiet voice: a wrong row
+        return {
+            **row,
+            "expected": result,
+            "transcript": "",
+            "heard": "",
+            "no_speech": True,
+            "audio_right": False,
+            "text_right": False,
+        }
     heard = recognizer.recognise(reply.audio, reply.sample_rate)
     numbers = words_to_numbers(heard.split())
     return {
-        "question": utterance.text,
-        "voice": utterance.voice,
-        "kind": KINDS[index % 3],
+        **row,
         "expected": result,
         "transcript": reply.transcript,
         "heard": heard,
+        "reply_audio_s": round(len(reply.audio) / reply.sample_rate, 2),
+        "no_speech": False,
         "audio_right": bool(numbers) and numbers[-1] == result,
         "text_right": answer_number(reply.transcript) == result,
     }
@@ -116,6 +146,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "table": table,
         "recognition_misses": [f"{e} heard as {h!r}" for (e, h), _ in confusions.items()],
+        "not_heard": [f"{r['question']!r} ({r['voice']})" for r in rows if r["no_speech"]],
     }
 
 
@@ -136,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'questions':<20}{'items':>6}{'audio (asr)':>13}{'transcript':>12}")
     for kind, row in report["table"].items():
         print(f"{kind:<20}{row['items']:>6}{row['audio']:>13.1%}{row['text']:>12.1%}")
+    for question in report["not_heard"]:
+        print(f"no speech detected by the server in {question}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

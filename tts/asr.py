@@ -28,6 +28,7 @@ ASR_SAMPLE_RATE = 16_000  # the rate of the wheel's acoustic model
 # misbehave on espeak's exact digital silence (measured on the round trip: 90% without it,
 # 96.5-97.5% at an RMS of 5-100).
 NOISE_FLOOR_RMS = 20.0
+MIN_SAMPLES = ASR_SAMPLE_RATE // 10  # 100 ms: no number word is shorter
 WHISPER_BEAM_SIZE = 5  # faster-whisper's default; greedy (1) is no faster on these short items
 
 NUMBER_RULES = """\
@@ -125,6 +126,8 @@ class NumberRecognizer:
     def recognise(self, pcm: np.ndarray, sample_rate: int) -> str:
         """int16 mono `pcm` at any rate -> the words heard (empty when nothing matched)."""
         audio = soxr.resample(pcm.astype(np.float64), sample_rate, ASR_SAMPLE_RATE)
+        if len(audio) < MIN_SAMPLES:  # pocketsphinx indexes past a buffer shorter than a frame
+            return ""
         audio += self._noise.normal(0.0, NOISE_FLOOR_RMS, len(audio))
         audio = np.clip(audio, -32768, 32767).astype(np.int16)
         self._decoder.start_utt()
@@ -206,6 +209,8 @@ class ForcedAligner:
         """The words (lower case, in the recogniser's dictionary) with their times; [] if the
         alignment fails."""
         audio = soxr.resample(pcm.astype(np.float64), sample_rate, ASR_SAMPLE_RATE)
+        if len(audio) < MIN_SAMPLES:  # pocketsphinx indexes past a buffer shorter than a frame
+            return []
         audio += self._noise.normal(0.0, NOISE_FLOOR_RMS, len(audio))
         try:
             self._decoder.set_align_text(" ".join(words))

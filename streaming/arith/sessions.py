@@ -34,7 +34,7 @@ CALCULATE_PROBABILITY = 0.75  # of sessions with tools
 NO_HISTORY_PROBABILITY = 0.25  # single questions, the core task; else 1..MAX_HISTORY_TURNS
 TYPED_PROBABILITY = 0.2  # a turn typed instead of spoken (questions and off-task sentences)
 HISTORY_DECLINED_PROBABILITY = 0.1
-LIVE_DECLINED_PROBABILITY = 0.25
+LIVE_DECLINED_PROBABILITY = 0.25  # the default; the trainer's recipe may set its own
 # In a session with `calculate`, most questions went through the tool (it may have been
 # declared only after some turns).
 TOOL_USE_PROBABILITY = 0.9
@@ -59,9 +59,14 @@ class ClipPool:
 
 class SessionSampler:
     def __init__(
-        self, pool: ClipPool, count_tokens: Callable[[str], int], held_out: bool = False
+        self,
+        pool: ClipPool,
+        count_tokens: Callable[[str], int],
+        held_out: bool = False,
+        live_declined: float = LIVE_DECLINED_PROBABILITY,
     ) -> None:
         self.pool = pool
+        self.live_declined = live_declined  # of live turns: a clip to decline
         self.count_tokens = count_tokens  # the tokenizer's length of a text
         self.held_out = held_out  # held-out system prompts, tools and outputs (evaluation)
         kinds = list(DECLINED_WEIGHTS)
@@ -81,7 +86,7 @@ class SessionSampler:
             else int(rng.integers(1, MAX_HISTORY_TURNS + 1))
         )
         history = tuple(self._exchange(with_tool, rng) for _ in range(turns))
-        live = self._turn(rng.random() < LIVE_DECLINED_PROBABILITY, rng)
+        live = self._turn(rng.random() < self.live_declined, rng)
         live_tool = None
         if with_tool and not live.utterance.declined and rng.random() < LIVE_RESULT_PROBABILITY:
             live_tool = self._tool_use(live, rng)

@@ -51,6 +51,12 @@ def test_silence_is_no_number() -> None:
     assert recognizer.number(np.zeros(ASR_SAMPLE_RATE, np.int16), ASR_SAMPLE_RATE) is None
 
 
+@pytest.mark.parametrize("samples", [0, 1, 400])
+def test_a_reply_with_no_audio_is_no_words(samples: int) -> None:
+    """Shorter than a frame: pocketsphinx would index past the buffer (IndexError)."""
+    assert NumberRecognizer().recognise(np.zeros(samples, np.int16), 24_000) == ""
+
+
 @pytest.mark.parametrize("number", [0, 7, 13, 40, 42, 105, 999, 1010, 7005, 12000, 123456])
 def test_the_normalisers_number_forms_parse_back(number: int) -> None:
     assert words_to_number(normalize(str(number)).text.split()) == number

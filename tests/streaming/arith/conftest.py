@@ -9,6 +9,8 @@ from streaming.arith.train import TrainConfig, main
 
 TINY_RUN = TrainConfig(
     size="tiny",
+    init_from="",  # from random weights, the audio side trained too
+    frozen_audio_steps=0,
     train_items=24,
     offtask_items=4,
     truncated_items=4,
@@ -48,6 +50,8 @@ def train_argv(config: TrainConfig, work_dir: Path, cache_dir: Path, out: Path) 
         "1",
         "--workers",
         "2",
+        "--candidate",
+        str(work_dir / "candidate"),
     ]
     for name, value in vars(config).items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
