@@ -4,6 +4,7 @@ around the espeak test responder, and spoken questions from the real espeak-ng."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -63,3 +64,15 @@ def spoken(text: str = QUESTION, voice: str = "en-us") -> np.ndarray:
     pcm, rate, _ = synthesize(text, voice)
     speech = to_wire(pcm, rate)
     return np.concatenate([np.zeros(24 * LEADING_SILENCE_MS, np.int16), speech])
+
+
+RELAY_BUFFER = 65536
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction of a TCP relay until either side goes; then drop the writer's side."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await reader.read(RELAY_BUFFER):
+            writer.write(data)
+            await writer.drain()
+    writer.transport.abort()

@@ -24,12 +24,11 @@ from server.drain import DrainingServer
 from server.settings import Settings
 from step_realtime_client import Backoff, RealtimeClient, ServerRefused
 from step_realtime_client.events import AudioDelta, ErrorEvent, Reconnected
-from tests.clients.harness import API_KEY, SERVER_START_TIMEOUT_S
+from tests.clients.harness import API_KEY, SERVER_START_TIMEOUT_S, pipe
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
 
 EVENT_TIMEOUT_S = 30.0
 FAST_BACKOFF = Backoff(attempts=5, base_s=0.05, max_s=0.5)
-RELAY_BUFFER = 65536
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -94,19 +93,11 @@ class Balancer:
         except (ConnectionError, OSError):
             writer.transport.abort()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(RELAY_BUFFER):
-            writer.write(data)
-            await writer.drain()
-    writer.transport.abort()
 
 
 @pytest.fixture

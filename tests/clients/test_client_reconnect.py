@@ -6,7 +6,6 @@ test cuts, as a flaky network or a restarted balancer would."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -15,12 +14,11 @@ import pytest
 from server.settings import Settings
 from step_realtime_client import Backoff, ConnectionLost, RealtimeClient
 from step_realtime_client.events import AudioDelta, Reconnected, SessionEvent
-from tests.clients.harness import API_KEY, RunningServer, start_server, stop_server
+from tests.clients.harness import API_KEY, RunningServer, pipe, start_server, stop_server
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
 
 EVENT_TIMEOUT_S = 20.0
 FAST_BACKOFF = Backoff(attempts=5, base_s=0.05, max_s=0.5)
-RELAY_BUFFER = 65536
 
 
 class Relay:
@@ -40,7 +38,7 @@ class Relay:
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._writers += [writer, up_writer]
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     def cut(self) -> None:
         for writer in self._writers:
@@ -52,14 +50,6 @@ class Relay:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(RELAY_BUFFER):
-            writer.write(data)
-            await writer.drain()
-    writer.transport.abort()
 
 
 @pytest.fixture

@@ -16,17 +16,13 @@ import asyncio
 import base64
 import json
 import os
-import queue
-import re
 import shutil
 import subprocess
-import threading
 import time
 import venv
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from openai import AsyncOpenAI
 from openai.types.realtime import (
@@ -39,13 +35,13 @@ from openai.types.realtime import (
 )
 
 from tests.server.helpers import EVENT_TIMEOUT_S, appends, spoken
+from tests.server.serve_process import ServeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "server", "streaming", "tts")  # what the wheel is made of
 TORCH = "torch==2.13.0"  # first, as the README says: pip takes the CPU build on this disk
 INSTALL_TIMEOUT_S = 900.0
 START_TIMEOUT_S = 300.0  # import torch, load the embedded model, warm the engine and the voice
-STOP_TIMEOUT_S = 30.0
 SEMANTIC_HINT = "pip install step-realtime[semantic]"
 SEMANTIC_UPDATE = {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
 
@@ -81,69 +77,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-class Served:
-    """`step-realtime serve` from the installed environment; its log lines read in a thread."""
-
-    def __init__(self, bin_dir: Path, cwd: Path) -> None:
-        env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin", "HOME": str(cwd)}
-        self.process = subprocess.Popen(
-            [bin_dir / "step-realtime", "serve", "--port", "0"],
-            cwd=cwd,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def address(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=1)
-            except queue.Empty:
-                assert self.process.poll() is None, f"the server exited: {''.join(self.log)}"
-                continue
-            self.log.append(line)
-            found = re.search(r"http://(127\.0\.0\.1:\d+)", line)
-            if found:
-                return found.group(1)
-        raise AssertionError(f"the server did not say where it listens: {''.join(self.log)}")
-
-    def wait_ready(self, address: str) -> httpx.Response:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited: {''.join(self.log)}"
-            response = httpx.get(f"http://{address}/readyz")
-            if response.status_code == 200:
-                return response
-            time.sleep(0.5)
-        raise AssertionError("/readyz never answered 200")
-
-    def read_log(self) -> str:
-        while not self.lines.empty():
-            self.log.append(self.lines.get())
-        return "".join(self.log)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT_S)
+def served_from(bin_dir: Path, cwd: Path) -> ServeProcess:
+    """`step-realtime serve` from the installed environment, nothing of the checkout on its path."""
+    env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin", "HOME": str(cwd)}
+    command = [bin_dir / "step-realtime", "serve", "--port", "0"]
+    return ServeProcess(command, cwd, env, START_TIMEOUT_S)
 
 
 @pytest.fixture
-def served(installed: Path, tmp_path: Path) -> Iterator[Served]:
-    server = Served(installed, tmp_path)
+def served(installed: Path, tmp_path: Path) -> Iterator[ServeProcess]:
+    server = served_from(installed, tmp_path)
     try:
         yield server
     finally:
@@ -165,7 +108,7 @@ def test_the_installed_package_is_the_wheels(installed: Path, tmp_path: Path) ->
     assert "silero-vad<7,>=6.2.3" in requirements or "silero-vad>=6.2.3,<7" in requirements
 
 
-async def test_serve_from_the_wheel_holds_a_spoken_turn(served: Served) -> None:
+async def test_serve_from_the_wheel_holds_a_spoken_turn(served: ServeProcess) -> None:
     address = served.address()
     ready = await asyncio.to_thread(served.wait_ready, address)
     assert ready.json()["status"] == "ready"

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,11 +24,11 @@ from server.drain import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER, DrainingS
 from server.settings import Settings
 from tests.server.espeak_responder import FixedReplyResponder
 from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, running
+from tests.server.serve_process import ServeProcess, repo_server
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-drain-test"
 DRAIN_TIMEOUT_S = 8.0  # the bound in the process test: well past the reply's ~3 s of speech
-START_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
 POLL_S = 0.05
 TEXT_QUESTION = {
@@ -77,47 +71,9 @@ async def assert_refused(address: str, headers: dict[str, str] | None = None) ->
     assert code == CLOSE_TRY_AGAIN_LATER
 
 
-class ServerProcess:
-    """`step-realtime serve` in a child process; its JSON log lines are read in a thread."""
-
-    def __init__(self, *flags: str) -> None:
-        command = [sys.executable, "-m", "server", "serve", "--port", "0", *flags]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def address(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=1)
-            except queue.Empty:
-                assert self.process.poll() is None, "the server exited"
-                continue
-            self.log.append(line)
-            found = re.search(r"http://(127\.0\.0\.1:\d+)", line)
-            if found:
-                return found.group(1)
-        raise AssertionError("the server did not say where it listens")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=EXIT_TIMEOUT_S)
-
-
 @pytest.fixture
-def server_process() -> Iterator[ServerProcess]:
-    server = ServerProcess(
+def server_process() -> Iterator[ServeProcess]:
+    server = repo_server(
         "--responder",
         "tests.server.espeak_responder:paced_responder",
         "--drain-timeout-seconds",
@@ -130,7 +86,7 @@ def server_process() -> Iterator[ServerProcess]:
 
 
 async def test_sigterm_finishes_the_reply_refuses_new_sessions_and_exits_0(
-    server_process: ServerProcess,
+    server_process: ServeProcess,
 ) -> None:
     address = server_process.address()
     realtime = f"ws://{address}/v1/realtime"

@@ -31,8 +31,8 @@ from server.startup import StartupError
 from streaming.turns import end_of_turn, vad
 from tests.server.espeak_responder import FixedReplyResponder
 from tests.server.helpers import EVENT_TIMEOUT_S, recv_until, running, serving
+from tests.server.serve_process import ServeProcess, repo_server
 from tests.server.test_app import metric_samples, url
-from tests.server.test_drain import ServerProcess
 from tests.server.warm_up_responders import FAILURE, WarmUpResponder
 from tts import get_backend
 from tts.base import SAMPLE_RATE, SpeechStream, TTSBackend, speak_once
@@ -90,7 +90,7 @@ def test_serve_defaulting_to_semantic_vad_without_smart_turn_exits_1(tmp_path: P
 
 
 def test_a_failed_warm_up_keeps_readyz_503_then_stops_serve_with_exit_1() -> None:
-    server = ServerProcess("--responder", "tests.server.warm_up_responders:failing_warm_up")
+    server = repo_server("--responder", "tests.server.warm_up_responders:failing_warm_up")
     try:
         address = server.address()
         readyz = httpx.get(f"http://{address}/readyz")  # the warm-up takes a second
@@ -103,7 +103,7 @@ def test_a_failed_warm_up_keeps_readyz_503_then_stops_serve_with_exit_1() -> Non
     assert_one_error_line(stderr, "warm-up failed", FAILURE, traceback=True)
 
 
-def _rest(server: ServerProcess) -> Iterator[str]:
+def _rest(server: ServeProcess) -> Iterator[str]:
     """The log lines queued after the address (the process has exited: they end)."""
     while True:
         try:
