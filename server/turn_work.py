@@ -56,12 +56,9 @@ class EndOfTurnJudge:
 
     def __init__(self, workers: int = END_OF_TURN_WORKERS) -> None:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="end-of-turn")
-        self._model: Any = None
 
     def _probability(self, audio: np.ndarray) -> float:
-        if self._model is None:
-            self._model = _end_of_turn_model()
-        return float(self._model.probability(audio))
+        return float(_end_of_turn_model().probability(audio))
 
     async def probability(self, audio: np.ndarray) -> float:
         loop = asyncio.get_running_loop()
@@ -70,7 +67,7 @@ class EndOfTurnJudge:
     def warm_up(self) -> None:
         """Load and warm the model now (a second of CPU, once per process), not at the first
         user's first pause."""
-        self._model = _end_of_turn_model()
+        _end_of_turn_model()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
