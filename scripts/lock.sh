@@ -5,6 +5,7 @@
 #
 #   bash scripts/lock.sh              # constraints.txt
 #   bash scripts/lock.sh frameworks   # constraints.txt and the framework locks
+#   (the `frameworks` mode has not been run yet: the framework locks in the tree predate it)
 #
 # Each lock is the `pip freeze` of a fresh virtual environment (in a temporary folder) given the
 # newest releases that are allowed: for constraints.txt, scripts/setup.sh's own installs
