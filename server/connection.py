@@ -55,7 +55,7 @@ from server.protocol import (
 )
 from server.protocol.errors import error_event
 from server.protocol.items import new_id
-from server.protocol.session import JudgeTurnEnd, PrepareResponse, Transcribe
+from server.protocol.session import JudgeTurnEnd, PrepareResponse, Transcribe, TurnsMerged
 from server.turn_work import EndOfTurnJudge, TurnWork
 from streaming.responder import (
     AnswerDelta,
@@ -454,6 +454,9 @@ class Connection:
                 self._work.judge_turn_end(output)
             elif isinstance(output, Transcribe):
                 self._work.transcribe(output)
+            elif isinstance(output, TurnsMerged):
+                self.metrics.turn_merges.labels(output.detector).inc()
+                self.metrics.merge_heard_seconds.observe(output.heard_ms / 1000)
             elif isinstance(output, Close):
                 self.outbox.push_close(output)
                 self._closing.set()

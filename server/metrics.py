@@ -143,6 +143,19 @@ class Metrics:
             ["detector"],
             registry=r,
         )
+        self.turn_merges = Counter(
+            "realtime_turn_merges",
+            "Turns closed too early and merged into the speech that followed (the reply begun "
+            "for the first part withdrawn), by detector",
+            ["detector"],
+            registry=r,
+        )
+        self.merge_heard_seconds = Histogram(
+            "realtime_merge_heard_seconds",
+            "Audio of a withdrawn reply that could have played before its turn was merged",
+            buckets=(0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2),
+            registry=r,
+        )
         self.transcriptions = Counter(
             "realtime_transcriptions",
             "User audio transcripts by outcome (completed|failed)",

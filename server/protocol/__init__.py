@@ -14,6 +14,7 @@ from server.protocol.session import (
     Session,
     StartResponse,
     Transcribe,
+    TurnsMerged,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "SessionConfig",
     "StartResponse",
     "Transcribe",
+    "TurnsMerged",
 ]

@@ -363,12 +363,13 @@ def turn_detection(
         return None
     given = {k: v for k, v in td.model_dump(exclude={"type"}).items() if v is not None}
     if td.type == "semantic_vad":
-        refused = sorted(set(given) - {"eagerness", "create_response", "interrupt_response"})
+        taken = {"eagerness", "create_response", "interrupt_response", "merge_window_ms"}
+        refused = sorted(set(given) - taken)
         if refused:
             raise ProtocolError(
                 ErrorCode.UNKNOWN_PARAMETER,
-                f"semantic_vad takes eagerness, create_response and interrupt_response, not "
-                f"{refused}",
+                f"semantic_vad takes eagerness, create_response, interrupt_response and "
+                f"merge_window_ms, not {refused}",
                 "session.audio.input.turn_detection",
             )
         base = current if isinstance(current, SemanticVad) else SemanticVad()
@@ -377,7 +378,8 @@ def turn_detection(
         raise ProtocolError(
             ErrorCode.UNKNOWN_PARAMETER,
             "eagerness belongs to semantic_vad; server_vad takes threshold, prefix_padding_ms, "
-            "silence_duration_ms, create_response, interrupt_response and idle_timeout_ms",
+            "silence_duration_ms, create_response, interrupt_response, idle_timeout_ms and "
+            "merge_window_ms",
             "session.audio.input.turn_detection.eagerness",
         )
     base_vad = current if isinstance(current, ServerVad) else ServerVad()

@@ -53,6 +53,7 @@ class TurnDetectionIn(Strict):
     interrupt_response: bool | None = None
     idle_timeout_ms: Annotated[int, Field(ge=1)] | None = None
     eagerness: Literal["low", "medium", "high", "auto"] | None = None  # semantic_vad only
+    merge_window_ms: Annotated[int, Field(ge=0, le=10_000)] | None = None  # our extension
 
 
 class TranscriptionIn(Strict):

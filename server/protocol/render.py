@@ -96,8 +96,9 @@ def render_turn_detection(detection: TurnDetection | None) -> dict[str, Any] | N
 
 def _public_fields(detection: TurnDetection) -> dict[str, Any]:
     fields = dataclasses.asdict(detection)
-    if isinstance(detection, SemanticVad):  # OpenAI's semantic_vad has only these
-        return {k: fields[k] for k in ("eagerness", "create_response", "interrupt_response")}
+    if isinstance(detection, SemanticVad):  # OpenAI's semantic_vad has these (and our merging)
+        shown = ("eagerness", "create_response", "interrupt_response", "merge_window_ms")
+        return {k: fields[k] for k in shown}
     return fields
 
 

@@ -174,6 +174,16 @@ class Close:
     reason: str
 
 
+@dataclass
+class TurnsMerged:
+    """Speech came back right after a detector closed a turn: the two are one turn, and the
+    reply to the first was withdrawn after `heard_ms` of its audio could have played (for the
+    metrics; the events that tell the client come with it)."""
+
+    detector: str
+    heard_ms: float
+
+
 Action = (
     StartResponse
     | ConfirmResponse
@@ -182,6 +192,7 @@ Action = (
     | Transcribe
     | JudgeTurnEnd
     | Close
+    | TurnsMerged
 )
 Output = dict[str, Any] | Action
 
@@ -213,6 +224,26 @@ class ActiveResponse:
 class Speculation:
     response: ActiveResponse
     held: list[ResponseEvent]  # the responder's events, until the turn commits
+
+
+@dataclass
+class ClosedTurn:
+    """A user turn a detector closed, and the reply begun for it: while the turn-taking machine
+    may still merge the next speech into it."""
+
+    item_id: str
+    detector: str
+    reply: ActiveResponse | None
+
+
+@dataclass
+class Merge:
+    """A turn that took an earlier one's audio: when it commits, the earlier user item and the
+    withdrawn reply's items leave the conversation (until then they stay, so that a client may
+    still truncate what it played, but no request sees them)."""
+
+    item_id: str  # the merged turn's
+    withdrawn: list[str]  # item ids: the reply's output, then the earlier user item
 
 
 class Session:
@@ -249,6 +280,8 @@ class Session:
         )
         self._last_speech_at: float | None = None
         self._speculation: Speculation | None = None
+        self._closed_turn: ClosedTurn | None = None
+        self._merge: Merge | None = None
         self._handlers: dict[str, Callable[[Any, float], None]] = {
             "session.update": self._on_session_update,
             "input_audio_buffer.append": self._on_input_audio_buffer_append,
@@ -291,6 +324,7 @@ class Session:
             self._handlers[type_](event, now)
             if type_ in CHANGES_CONTEXT:
                 self._discard_speculation()  # the client changed what the guess was based on
+                self._seal_turn()  # and what a merge would undo
         except ProtocolError as error:
             self._error(error, event_id)
         return self._drain()
@@ -331,7 +365,7 @@ class Session:
         return self._drain()
 
     def on_transcript_delta(self, item_id: str, text: str) -> list[Output]:
-        if self._item(item_id) is not None and text:
+        if self._transcribed(item_id) is not None and text:
             self._emit(
                 "conversation.item.input_audio_transcription.delta",
                 item_id=item_id,
@@ -343,7 +377,7 @@ class Session:
     def on_transcript_done(
         self, item_id: str, transcript: str, usage: dict[str, Any]
     ) -> list[Output]:
-        item = self._item(item_id)
+        item = self._transcribed(item_id)
         if item is not None:
             item.text = transcript.strip()
             self._emit(
@@ -356,7 +390,7 @@ class Session:
         return self._drain()
 
     def on_transcript_failed(self, item_id: str, message: str) -> list[Output]:
-        if self._item(item_id) is not None:
+        if self._transcribed(item_id) is not None:
             self._emit(
                 "conversation.item.input_audio_transcription.failed",
                 item_id=item_id,
@@ -388,6 +422,7 @@ class Session:
         self.config = config
         if detection_changed:
             self.turns.configure(config.turn_detection)
+            self._merge = None  # the turn in progress starts afresh, without the earlier one
         self._emit("session.updated", session=self._render_session())
 
     def _on_input_audio_buffer_append(self, event: m.InputAudioBufferAppend, now: float) -> None:
@@ -422,6 +457,7 @@ class Session:
 
     def _on_input_audio_buffer_clear(self, event: m.InputAudioBufferClear, now: float) -> None:
         self._turn_events(self.turns.clear(), now)
+        self._merge = None  # the merged turn will not commit: the earlier one stands
         self._emit("input_audio_buffer.cleared")
 
     def _on_conversation_item_create(self, event: m.ConversationItemCreate, now: float) -> None:
@@ -570,11 +606,46 @@ class Session:
             audio_start_ms=event.audio_start_ms,
             item_id=event.item_id,
         )
+        closed, self._closed_turn = self._closed_turn, None
+        if event.merges is not None and closed is not None and closed.item_id == event.merges:
+            self._withdraw_reply(event.item_id, closed)
+            return
         detection = self.config.turn_detection
         if self.response is not None and detection is not None and detection.interrupt_response:
             self._cancel("turn_detected")
 
+    def _withdraw_reply(self, item_id: str, closed: ClosedTurn) -> None:
+        """The user went on speaking: the reply to the turn so far answers half a question.
+        It stops (as a barge-in stops it, whatever `interrupt_response` says), keeps what could
+        have played, and leaves the conversation with the earlier user item when the whole turn
+        commits."""
+        reply = closed.reply
+        heard_ms = 0.0
+        if reply is not None:
+            if self.response is reply:
+                self._cancel("turn_detected")
+            message = reply.message
+            if message is not None and reply.first_audio_clock_ms is not None:
+                since_ms = self.turns.buffer.clock_ms - reply.first_audio_clock_ms
+                heard_ms = max(0.0, min(since_ms, message.audio_ms))
+                truncate(message, int(heard_ms))
+                self._emit(
+                    "conversation.item.truncated",
+                    item_id=message.id,
+                    content_index=0,
+                    audio_end_ms=int(heard_ms),
+                )
+        withdrawn = [item.id for item in reply.output] if reply is not None else []
+        self._merge = Merge(item_id, [*withdrawn, closed.item_id])
+        self._out.append(TurnsMerged(closed.detector, heard_ms))
+
     def _on_turn_committed(self, event: turns.TurnCommitted, now: float) -> None:
+        merge, self._merge = self._merge, None
+        if merge is not None and merge.item_id == event.item_id:
+            for item_id in merge.withdrawn:
+                if self._item(item_id) is not None:
+                    self.items = [item for item in self.items if item.id != item_id]
+                    self._emit("conversation.item.deleted", item_id=item_id)
         if len(self.items) >= self.limits.max_items:
             self._discard_speculation()
             self._error(self._full_error(), None)
@@ -585,7 +656,14 @@ class Session:
         self._emit("input_audio_buffer.committed", item_id=item.id, previous_item_id=previous)
         self._announce_item(item, previous)
         if event.by != "client":
+            reply_before = self.response
             self._respond_to_turn(event.by, now)
+            detection = self.config.turn_detection
+            if event.by != "idle" and detection is not None and detection.interrupt_response:
+                reply = self.response if self.response is not reply_before else None
+                self._closed_turn = ClosedTurn(item.id, event.by, reply)
+            else:  # nothing may withdraw the reply: the next speech is a turn of its own
+                self.turns.seal()
         transcription = self.config.transcription
         if transcription is not None:
             response = self.response.id if self.response is not None else None
@@ -672,8 +750,10 @@ class Session:
 
     def _request(self, options: ResponseOptions, extra_turns: list[Turn]) -> ResponseRequest:
         """What the responder is asked: the conversation (and a turn still being spoken)."""
+        withdrawn = set(self._merge.withdrawn) if self._merge is not None else set()
+        items = [item for item in self.items if item.id not in withdrawn]
         return ResponseRequest(
-            turns=model_turns(self.items) + extra_turns,
+            turns=model_turns(items) + extra_turns,
             instructions=options.instructions or None,
             speak="audio" in options.output_modalities,
             voice=options.voice or None,
@@ -890,6 +970,18 @@ class Session:
 
     def _item(self, item_id: str) -> Item | None:
         return next((item for item in self.items if item.id == item_id), None)
+
+    def _transcribed(self, item_id: str) -> Item | None:
+        """The user item a transcript is for, unless a merge took it back (the merged turn's
+        transcript will cover its words)."""
+        if self._merge is not None and item_id in self._merge.withdrawn:
+            return None
+        return self._item(item_id)
+
+    def _seal_turn(self) -> None:
+        """The client acted on the conversation: the last closed turn is no longer merged."""
+        self._closed_turn = None
+        self.turns.seal()
 
     def _index_of(self, item_id: str, param: str, code: ErrorCode) -> int:
         for index, item in enumerate(self.items):

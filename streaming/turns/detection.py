@@ -6,6 +6,12 @@ end-of-turn model (Smart Turn, `streaming.turns.end_of_turn`) says the utterance
 through when the model says "not yet" (OpenAI caps low / medium / high at 8 / 4 / 2 s; `auto` is
 medium). Its speech/silence frames come from the same classifier as `server_vad`'s, at the
 default threshold and prefix padding (OpenAI's `semantic_vad` has neither field).
+
+`merge_window_ms` is this server's extension to both: speech that starts within that long after
+a detector closed a turn continues that turn (the pause was inside the utterance), so the reply
+begun for it is withdrawn and one reply answers the whole. A reply can have played for at most
+this long when a merge withdraws it; speech after the window is a turn of its own (a barge-in if
+a reply is playing). 0 turns merging off.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Literal
 
 Eagerness = Literal["low", "medium", "high", "auto"]
 EAGERNESS_VALUES: tuple[Eagerness, ...] = ("low", "medium", "high", "auto")
+DEFAULT_MERGE_WINDOW_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class ServerVad:
     create_response: bool = True
     interrupt_response: bool = True
     idle_timeout_ms: int | None = None
+    merge_window_ms: int = DEFAULT_MERGE_WINDOW_MS
 
     @property
     def type(self) -> str:
@@ -42,6 +50,7 @@ class SemanticVad:
     interrupt_response: bool = True
     threshold: float = 0.5  # the frame classifier's; not an OpenAI field of semantic_vad
     prefix_padding_ms: int = 300  # likewise
+    merge_window_ms: int = DEFAULT_MERGE_WINDOW_MS
 
     @property
     def type(self) -> str:

@@ -101,6 +101,10 @@ class TurnTakingError(RuntimeError):
 class SpeechStarted:
     item_id: str  # the id the committed turn will have
     audio_start_ms: int  # the first voiced frame of the onset minus prefix padding
+    # The turn closed too early: speech came back within the merge window after `merges` was
+    # committed, so this turn takes that one's audio in front of its own (and starts where it
+    # started). The caller undoes what it did with `merges`.
+    merges: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,18 @@ TurnEvent = (
 @dataclass
 class TurnStats:
     premature_commits: int = 0  # speech within PREMATURE_COMMIT_WINDOW_MS after a VAD commit
+    merges: int = 0  # turns taken back into the next one (`SpeechStarted.merges`)
     end_of_turn_asks: int = 0
+
+
+@dataclass(frozen=True)
+class _Closed:
+    """The last turn a detector closed, while the next onset may still merge it."""
+
+    item_id: str
+    audio: np.ndarray
+    start_ms: int
+    end_ms: int
 
 
 @dataclass
@@ -216,6 +231,7 @@ class TurnTaking:
         self._requests = 0
         self._last_commit_ms: int | None = None
         self._idle_since_ms: float | None = None
+        self._mergeable: _Closed | None = None
         self.configure(detection)
 
     # --- inputs --------------------------------------------------------------------------
@@ -233,7 +249,10 @@ class TurnTaking:
         self._onset = _Onset(deque(maxlen=self._classifier.onset_window if self._classifier else 1))
         self._pause = _Pause()
         self._speech_start_ms = 0
+        self._turn_head = np.zeros(0, np.int16)  # a merged turn's audio, before the buffer's
+        self._turn_start_ms = 0  # where the turn began (before `_speech_start_ms` if merged)
         self._prepared_parts = 0
+        self._mergeable = None
 
     def append(self, pcm: np.ndarray) -> list[TurnEvent]:
         self.buffer.append(pcm)
@@ -246,6 +265,7 @@ class TurnTaking:
         self._pending = samples[n_frames * size :]
         for i in range(n_frames):
             self._frame(samples[i * size : (i + 1) * size])
+        self._expire_merge()
         if self.state == TurnState.LISTENING:
             self._check_idle()
             self._trim()
@@ -284,6 +304,11 @@ class TurnTaking:
             self._cue(Cue.INCOMPLETE)
             self._pause.next_check_ms = self._pause.silent_ms + policy.recheck_every_ms
         return self._drain()
+
+    def seal(self) -> None:
+        """The last closed turn stands: speech from now on is a turn of its own (the caller's
+        reply to it was heard, or the conversation moved on)."""
+        self._mergeable = None
 
     def response_done(self, played_until_ms: float) -> None:
         """A response ended; its audio plays until `played_until_ms` on the audio clock, after
@@ -330,7 +355,19 @@ class TurnTaking:
         ):
             self.stats.premature_commits += 1
         self._last_commit_ms = None
+        merged = self._mergeable
+        self._mergeable = None
+        if merged is not None and onset - merged.end_ms < self._merge_window_ms():
+            # The pause was inside the utterance: the audio since the commit (kept untrimmed
+            # while the window was open) joins the closed turn's.
+            self.stats.merges += 1
+            self._turn_head = merged.audio
+            self._speech_start_ms = merged.end_ms
+            self._turn_start_ms = merged.start_ms
+            self._events.append(SpeechStarted(self.item_id, merged.start_ms, merged.item_id))
+            return
         self._speech_start_ms = max(0, onset - self.detection.prefix_padding_ms)
+        self._turn_start_ms = self._speech_start_ms
         self._events.append(SpeechStarted(self.item_id, self._speech_start_ms))
 
     def _resume(self) -> None:
@@ -377,23 +414,40 @@ class TurnTaking:
         self._events.append(SpeechStopped(self.item_id, end_ms))
         begin = self._speech_start_ms * SAMPLES_PER_MS
         stop = int(self._frame_clock_ms * SAMPLES_PER_MS)
-        self._commit(begin, stop, by)
+        item_id = self.item_id
+        audio = self._commit(begin, stop, by)
+        if self._merge_window_ms() > 0:
+            self._mergeable = _Closed(item_id, audio, self._turn_start_ms, end_ms)
         self._last_commit_ms = end_ms
         self._pause = _Pause()
 
-    def _commit(self, begin: int, stop: int, by: str) -> None:
+    def _commit(self, begin: int, stop: int, by: str) -> np.ndarray:
         audio = self.buffer.slice(begin, stop)
+        if len(self._turn_head):
+            audio = np.concatenate([self._turn_head, audio])
+            self._turn_head = np.zeros(0, np.int16)
         self.buffer.drop_before(stop)
         self._events.append(TurnCommitted(self.item_id, audio, by, stop // SAMPLES_PER_MS))
         self.item_id = self._new_item_id()
+        return audio
 
     def _turn_audio(self) -> np.ndarray:
-        return self.buffer.slice(self._speech_start_ms * SAMPLES_PER_MS, self.buffer.end)
+        audio = self.buffer.slice(self._speech_start_ms * SAMPLES_PER_MS, self.buffer.end)
+        return np.concatenate([self._turn_head, audio]) if len(self._turn_head) else audio
+
+    def _merge_window_ms(self) -> int:
+        return self.detection.merge_window_ms if self.detection is not None else 0
+
+    def _expire_merge(self) -> None:
+        """The merge window ends on the audio clock: later speech is a turn of its own."""
+        merged = self._mergeable
+        if merged is not None and self._frame_clock_ms - merged.end_ms >= self._merge_window_ms():
+            self._mergeable = None
 
     def _prepare_ahead(self) -> None:
         if self.prepare_every_ms is None:
             return
-        turn_ms = self.buffer.clock_ms - self._speech_start_ms
+        turn_ms = self.buffer.clock_ms - self._turn_start_ms
         parts = int(turn_ms // self.prepare_every_ms)
         if parts > self._prepared_parts:
             self._prepared_parts = parts
@@ -420,7 +474,10 @@ class TurnTaking:
         assert self._classifier is not None and self.detection is not None
         frames = self._classifier.onset_window + 1
         keep_ms = self.detection.prefix_padding_ms + frames * self._classifier.frame_ms
-        self.buffer.drop_before(self.buffer.end - int(keep_ms * SAMPLES_PER_MS))
+        keep_from = self.buffer.end - int(keep_ms * SAMPLES_PER_MS)
+        if self._mergeable is not None:  # a merge takes everything since that commit
+            keep_from = min(keep_from, self._mergeable.end_ms * SAMPLES_PER_MS)
+        self.buffer.drop_before(keep_from)
 
     # --- plumbing ------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from server.protocol import (
     Session,
     SessionConfig,
     StartResponse,
+    Transcribe,
+    TurnsMerged,
 )
 from server.protocol.audio import PCM_16K, PCMA, PCMU, AudioFormat, encode_samples
 from streaming.responder import ResponseEvent, ResponseFinished, SpeechChunk
@@ -295,7 +297,7 @@ def test_one_bad_field_is_refused_alone_and_the_rest_applies() -> None:
     assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24_000}
     assert session["audio"]["input"]["turn_detection"] == {
         "type": "semantic_vad", "eagerness": "high", "create_response": True,
-        "interrupt_response": True,
+        "interrupt_response": True, "merge_window_ms": 1000,
     }  # fmt: skip
     assert session["audio"]["input"]["transcription"] == {"model": "whisper-1"}
     assert session["audio"]["input"]["noise_reduction"] is None  # none is done: none is echoed
@@ -946,3 +948,105 @@ async def test_bad_input_gets_error_and_session_goes_on(setup, message, code) ->
 def test_speech_chunk_for_unknown_response_is_ignored() -> None:
     h = Harness()
     assert h.feed("resp_unknown", SpeechChunk.__new__(SpeechChunk)) == []
+
+
+# --- a turn closed too early is merged with the speech that follows ------------------------
+
+
+def _paused_question(h: Harness, pause_ms: int, play_events: int) -> dict[str, Any]:
+    """ "what is nineteen" (closed by a 300 ms silence window), its reply played for
+    `play_events` responder events, then "minus eight" after `pause_ms` of pause in all."""
+    messages = appends(spoken("what is nineteen", tail_ms=pause_ms))
+    rest = h.send_until(messages, lambda: any(isinstance(a, StartResponse) for a in h.actions))
+    first = h.last_start()
+    state: dict[str, Any] = {"first": first, "user": h.session.items[-1].id}
+    return state | {"rest": rest, "play_events": play_events}
+
+
+async def _finish_question(h: Harness, state: dict[str, Any]) -> list[dict[str, Any]]:
+    await h.play(FixedReplyResponder(), limit=state["play_events"])
+    state["reply"] = h.session.items[-1].id if h.session.items[-1].role == "assistant" else None
+    h.send_all(state["rest"])
+    return h.send_all(appends(spoken("minus eight", lead_ms=0, tail_ms=800)))
+
+
+async def test_speech_right_after_a_commit_merges_the_turns_and_withdraws_the_reply() -> None:
+    h = Harness(turn_detection=ServerVad(silence_duration_ms=300))
+    state = _paused_question(h, pause_ms=700, play_events=len(DEFAULT_REASONING.split()) + 4)
+    events = await _finish_question(h, state)
+    user, reply = state["user"], state["reply"]
+    assert reply is not None  # some of the wrong answer went out before the user went on
+    order = [e["type"] for e in events if e["type"] != "response.output_audio.delta"]
+    started = order.index("input_audio_buffer.speech_started")
+    done = order.index("response.done")
+    truncated = order.index("conversation.item.truncated")
+    deleted = [e["item_id"] for e in events if e["type"] == "conversation.item.deleted"]
+    committed = order.index("input_audio_buffer.committed")
+    assert started < done < truncated < order.index("conversation.item.deleted") < committed
+    assert deleted == [reply, user]
+    [cancelled] = [e["response"] for e in events if e["type"] == "response.done"]
+    assert cancelled["id"] == state["first"].response_id
+    assert cancelled["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+    # one user item holds the whole utterance; one reply answers it
+    [item] = h.session.items
+    [speech_started] = [e for e in events if e["type"] == "input_audio_buffer.speech_started"]
+    first_started = next(e for e in h.events if e["type"] == "input_audio_buffer.speech_started")
+    assert speech_started["audio_start_ms"] == first_started["audio_start_ms"]
+    assert item.role == "user" and item.audio is not None
+    assert len(item.audio) / 16 > 1500  # both halves and the pause (16 kHz)
+    [merged] = [a for a in h.actions if isinstance(a, TurnsMerged)]
+    assert merged.detector == "server_vad" and 0 < merged.heard_ms <= 700
+    answer = h.last_start()
+    assert answer.response_id != state["first"].response_id
+    assert [turn.role for turn in answer.request.turns] == ["user"]
+    assert h.session.response is not None and h.session.response.id == answer.response_id
+    retrieved = h.send({"type": "conversation.item.retrieve", "item_id": user})
+    assert errors(retrieved) == [ErrorCode.ITEM_RETRIEVE_INVALID_ITEM_ID]
+
+
+async def test_a_merge_before_the_reply_spoke_withdraws_it_unheard() -> None:
+    h = Harness(turn_detection=ServerVad(silence_duration_ms=300))
+    state = _paused_question(h, pause_ms=500, play_events=2)  # reasoning only
+    events = await _finish_question(h, state)
+    assert state["reply"] is None
+    assert "conversation.item.truncated" not in types(events)
+    deleted = [e["item_id"] for e in events if e["type"] == "conversation.item.deleted"]
+    assert deleted == [state["user"]]
+    [merged] = [a for a in h.actions if isinstance(a, TurnsMerged)]
+    assert merged.heard_ms == 0
+    assert [item.role for item in h.session.items] == ["user"]
+
+
+async def test_a_withdrawn_turns_transcript_is_not_shown_and_the_merged_turn_gets_one() -> None:
+    h = Harness(turn_detection=ServerVad(silence_duration_ms=300))
+    h.send({"type": "session.update", "session": {
+        "type": "realtime", "audio": {"input": {"transcription": {"model": "step-audio-asr"}}},
+    }})  # fmt: skip
+    state = _paused_question(h, pause_ms=700, play_events=2)
+    await _finish_question(h, state)
+    late = h.session.on_transcript_done(state["user"], "what is nineteen", {"seconds": 1})
+    assert late == []
+    transcribed = [a.item_id for a in h.actions if isinstance(a, Transcribe)]
+    [item] = h.session.items
+    assert transcribed == [state["user"], item.id]
+    usage = {"type": "duration", "seconds": 2.0}
+    shown = h._take(h.session.on_transcript_done(item.id, "what is nineteen minus eight", usage))
+    assert types(shown) == ["conversation.item.input_audio_transcription.completed"]
+
+
+async def test_speech_after_the_merge_window_is_a_barge_in() -> None:
+    h = Harness(turn_detection=ServerVad(silence_duration_ms=300, merge_window_ms=600))
+    state = _paused_question(h, pause_ms=1500, play_events=len(DEFAULT_REASONING.split()) + 4)
+    events = await _finish_question(h, state)
+    assert "conversation.item.deleted" not in types(events)
+    assert not any(isinstance(a, TurnsMerged) for a in h.actions)
+    assert [item.role for item in h.session.items] == ["user", "assistant", "user"]
+
+
+async def test_a_client_change_to_the_conversation_seals_the_turn() -> None:
+    h = Harness(turn_detection=ServerVad(silence_duration_ms=300))
+    state = _paused_question(h, pause_ms=700, play_events=len(DEFAULT_REASONING.split()) + 4)
+    h.text_turn("and another thing")
+    events = await _finish_question(h, state)
+    assert "conversation.item.deleted" not in types(events)
+    assert not any(isinstance(a, TurnsMerged) for a in h.actions)

@@ -74,4 +74,5 @@ async def test_a_server_can_default_to_semantic_vad(make_server) -> None:
         "eagerness": "auto",
         "create_response": True,
         "interrupt_response": True,
+        "merge_window_ms": 1000,
     }

@@ -206,3 +206,71 @@ def test_new_settings_apply_to_the_audio_that_follows():
     assert turns.state in (TurnState.SPEAKING, TurnState.PAUSED)
     turns.configure(SemanticVad())
     assert turns.state == TurnState.LISTENING and not turns.buffer.empty
+
+
+# --- merging a turn that was closed too early ----------------------------------------------
+
+
+def _paused(first: str, second: str, pause_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """One question with a pause cut in, as its two pieces of audio (lead silence included)."""
+    return np.concatenate([silence(300), speech(first)]), np.concatenate(
+        [silence(pause_ms), speech(second), silence(800)]
+    )
+
+
+@pytest.mark.parametrize("vad", VADS)
+def test_speech_soon_after_a_commit_continues_that_turn(vad):
+    head, tail = _paused("what is nineteen", "minus eight", 700)
+    turns = machine(ServerVad(silence_duration_ms=300), vad=vad)
+    events = feed(turns, np.concatenate([head, tail]))
+    assert kinds(events) == [
+        SpeechStarted, SpeechStopped, TurnCommitted, SpeechStarted, SpeechStopped, TurnCommitted,
+    ]  # fmt: skip
+    started, _, early, again, _, whole = events
+    assert again.merges == early.item_id and started.merges is None
+    assert again.audio_start_ms == started.audio_start_ms  # the whole utterance's start
+    assert whole.item_id == again.item_id != early.item_id
+    # the early turn's audio, the pause and the rest: nothing lost, nothing twice
+    assert np.array_equal(whole.audio[: len(early.audio)], early.audio)
+    assert len(whole.audio) == (whole.previous_end_ms - started.audio_start_ms) * 16
+    assert turns.stats.merges == 1 and turns.stats.premature_commits == 1
+
+
+def test_speech_after_the_merge_window_is_a_turn_of_its_own():
+    head, tail = _paused("what is nineteen", "minus eight", 1500)
+    turns = machine(ServerVad(silence_duration_ms=300, merge_window_ms=1000))
+    events = feed(turns, np.concatenate([head, tail]))
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    assert [e.merges for e in started] == [None, None]
+    first, second = (e for e in events if isinstance(e, TurnCommitted))
+    assert len(second.audio) < len(tail)  # its own speech and padding only
+    assert turns.stats.merges == 0
+
+
+@pytest.mark.parametrize("how", ["sealed", "window 0", "client commit"])
+def test_a_sealed_turn_or_merging_off_or_a_client_commit_is_never_merged(how):
+    head, tail = _paused("what is nineteen", "minus eight", 600)
+    window = 0 if how == "window 0" else 1000
+    turns = machine(ServerVad(silence_duration_ms=300, merge_window_ms=window))
+    if how == "client commit":
+        turns.configure(None)
+        feed(turns, head)
+        turns.commit()
+        turns.configure(ServerVad(silence_duration_ms=300))
+    else:
+        feed(turns, np.concatenate([head, silence(400)]))
+    if how == "sealed":
+        turns.seal()  # the reply was heard, or the client changed the conversation
+    events = feed(turns, tail)
+    assert [e.merges for e in events if isinstance(e, SpeechStarted)] == [None]
+    assert turns.stats.merges == 0
+
+
+def test_a_merged_turn_speculates_on_the_whole_utterance():
+    head, tail = _paused("what is nineteen", "minus eight", 700)
+    turns = machine(ServerVad(silence_duration_ms=300), speculate_after_ms=100)
+    events = feed(turns, np.concatenate([head, tail]))
+    first_guess, *_, last_guess = (e for e in events if isinstance(e, Speculate))
+    committed = [e for e in events if isinstance(e, TurnCommitted)]
+    assert last_guess.item_id == committed[-1].item_id
+    assert len(last_guess.audio) > len(committed[0].audio) > len(first_guess.audio) // 2
