@@ -112,6 +112,20 @@ def vllm_options(settings: Settings) -> Any:
     )
 
 
+def remote_options(settings: Settings) -> Any:
+    """The remote engine's settings (`--engine remote`)."""
+    from streaming.engine.remote_engine import RemoteOptions
+
+    assert settings.engine_url is not None  # Settings.check
+    return RemoteOptions(
+        url=settings.engine_url,
+        max_sequences=settings.max_sequences,
+        max_context=settings.max_seq_len,
+        api_key=settings.engine_api_key,
+        affinity_header=settings.engine_affinity_header,
+    )
+
+
 def open_model(settings: Settings) -> Responder:
     from streaming.engine.base import EngineError
     from streaming.model.config import CheckpointError
@@ -128,6 +142,7 @@ def open_model(settings: Settings) -> Responder:
             max_seq_len=settings.max_seq_len,
             engine=settings.engine,
             vllm_options=vllm_options(settings) if settings.engine == "vllm" else None,
+            remote_options=remote_options(settings) if settings.engine == "remote" else None,
             tts_backend=settings.tts_backend,
             tts_voice_path=settings.tts_voice_path,
             settings=ResponderSettings(

@@ -18,7 +18,8 @@ TURN_DETECTIONS: dict[str, TurnDetection | None] = {
 }
 
 ENV_PREFIX = "STEP_REALTIME_"
-ENGINES = ("torch", "vllm")  # as streaming.pipeline.ENGINES (this module imports no model code)
+# as streaming.pipeline.ENGINES (this module imports no model code)
+ENGINES = ("torch", "vllm", "remote")
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
 
@@ -130,7 +131,22 @@ class Settings:
     max_sequences: int = _opt(16, "engine batch: sequences decoded together (KV cache slots)")
     max_seq_len: int = _opt(4096, "longest sequence (prompt and reply) in tokens per slot")
     # The engine and vLLM's own knobs (used with --engine vllm only).
-    engine: str = _opt("torch", "decoding engine: torch (our loop) or vllm (vLLM, the vllm extra)")
+    engine: str = _opt(
+        "torch",
+        "decoding engine: torch (our loop), vllm (vLLM in this process, the vllm extra) or remote "
+        "(a vLLM server at --engine-url; docs/scaling.md)",
+    )
+    engine_url: str | None = _opt(
+        None,
+        "remote: the vLLM server's URL, http://HOST:PORT (started with python -m "
+        "streaming.engine.serve_vllm MODEL_DIR, or vllm serve with the flags of docs/scaling.md)",
+    )
+    engine_api_key: str | None = _opt(None, "remote: the vLLM server's --api-key, if it has one")
+    engine_affinity_header: str | None = _opt(
+        None,
+        "remote: a header carrying a conversation's key on every request, so that a router "
+        "keeps its sequences on one replica (e.g. X-Session-ID); default: none",
+    )
     tensor_parallel_size: int = _opt(1, "vllm: GPUs one replica spans (tensor parallel)")
     gpu_memory_utilization: float = _opt(0.9, "vllm: fraction of each GPU's memory vLLM takes")
     cpu_kv_cache_gib: float | None = _opt(
@@ -178,6 +194,11 @@ class Settings:
             )
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.engine == "remote" and not self.engine_url:
+            raise ValueError(
+                "--engine remote needs --engine-url http://HOST:PORT, the vLLM server to decode "
+                "on (start one with: python -m streaming.engine.serve_vllm MODEL_DIR --port PORT)"
+            )
         if self.turn_detection not in TURN_DETECTIONS:
             raise ValueError(
                 f"turn_detection {self.turn_detection!r} is not one of {sorted(TURN_DETECTIONS)}"

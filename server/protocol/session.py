@@ -268,7 +268,6 @@ class Session:
         self.closed = False
         self.stats = SessionStats()
         self.response: ActiveResponse | None = None
-        self.last_response_id: str | None = None
         self._out: list[Output] = []
         self._decoder = InputDecoder(config.input_format)
         self.turns = turns.TurnTaking(
@@ -281,6 +280,7 @@ class Session:
         self._last_speech_at: float | None = None
         self._speculation: Speculation | None = None
         self._closed_turn: ClosedTurn | None = None
+        self._last_reply: ActiveResponse | None = None  # the latest response announced
         self._merge: Merge | None = None
         self._handlers: dict[str, Callable[[Any, float], None]] = {
             "session.update": self._on_session_update,
@@ -566,7 +566,8 @@ class Session:
     def _on_output_audio_buffer_clear(self, event: m.OutputAudioBufferClear, now: float) -> None:
         if self.response is not None:
             self._cancel("client_cancelled")
-        self._emit("output_audio_buffer.cleared", response_id=self.last_response_id or "")
+        last = self._last_reply
+        self._emit("output_audio_buffer.cleared", response_id=last.id if last else "")
 
     # --- turn-taking -------------------------------------------------------------------
 
@@ -656,11 +657,13 @@ class Session:
         self._emit("input_audio_buffer.committed", item_id=item.id, previous_item_id=previous)
         self._announce_item(item, previous)
         if event.by != "client":
-            reply_before = self.response
+            reply_before = self._last_reply
             self._respond_to_turn(event.by, now)
             detection = self.config.turn_detection
             if event.by != "idle" and detection is not None and detection.interrupt_response:
-                reply = self.response if self.response is not reply_before else None
+                # the reply begun for this turn (it may have finished already, if speculation
+                # wrote it whole before the commit)
+                reply = self._last_reply if self._last_reply is not reply_before else None
                 self._closed_turn = ClosedTurn(item.id, event.by, reply)
             else:  # nothing may withdraw the reply: the next speech is a turn of its own
                 self.turns.seal()
@@ -768,7 +771,7 @@ class Session:
     def _announce_response(self, response: ActiveResponse) -> None:
         """The response becomes the session's; its items come as the model writes them."""
         self.response = response
-        self.last_response_id = response.id
+        self._last_reply = response
         self.turns.response_started()
         self._emit(
             "response.created",

@@ -958,15 +958,15 @@ def _paused_question(h: Harness, pause_ms: int, play_events: int) -> dict[str, A
     `play_events` responder events, then "minus eight" after `pause_ms` of pause in all."""
     messages = appends(spoken("what is nineteen", tail_ms=pause_ms))
     rest = h.send_until(messages, lambda: any(isinstance(a, StartResponse) for a in h.actions))
-    first = h.last_start()
-    state: dict[str, Any] = {"first": first, "user": h.session.items[-1].id}
-    return state | {"rest": rest, "play_events": play_events}
+    return {"first": h.last_start(), "rest": rest, "play_events": play_events}
 
 
 async def _finish_question(h: Harness, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Play the reply, send the rest of the pause, note the conversation, then go on."""
     await h.play(FixedReplyResponder(), limit=state["play_events"])
-    state["reply"] = h.session.items[-1].id if h.session.items[-1].role == "assistant" else None
     h.send_all(state["rest"])
+    roles = {item.role: item.id for item in h.session.items}
+    state["user"], state["reply"] = roles["user"], roles.get("assistant")
     return h.send_all(appends(spoken("minus eight", lead_ms=0, tail_ms=800)))
 
 
@@ -1050,3 +1050,15 @@ async def test_a_client_change_to_the_conversation_seals_the_turn() -> None:
     events = await _finish_question(h, state)
     assert "conversation.item.deleted" not in types(events)
     assert not any(isinstance(a, TurnsMerged) for a in h.actions)
+
+
+async def test_a_reply_speculation_wrote_whole_before_the_commit_is_withdrawn_too() -> None:
+    h = Harness(turn_detection=ServerVad(silence_duration_ms=300), speculate_after_ms=60)
+    state = _paused_question(h, pause_ms=700, play_events=10_000)
+    assert h.last_start().speculative
+    events = await _finish_question(h, state)  # the reply ends among the held events
+    done = [e["response"]["id"] for e in h.events if e["type"] == "response.done"]
+    assert done[0] == state["first"].response_id
+    deleted = [e["item_id"] for e in events if e["type"] == "conversation.item.deleted"]
+    assert state["reply"] is not None and deleted == [state["reply"], state["user"]]
+    assert [item.role for item in h.session.items] == ["user"]
