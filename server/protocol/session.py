@@ -617,9 +617,10 @@ class Session:
 
     def _withdraw_reply(self, item_id: str, closed: ClosedTurn) -> None:
         """The user went on speaking: the reply to the turn so far answers half a question.
-        It stops (as a barge-in stops it, whatever `interrupt_response` says), keeps what could
-        have played, and leaves the conversation with the earlier user item when the whole turn
-        commits."""
+        It stops as a barge-in stops it (the client, told by `speech_started`, stops playing and
+        truncates the item to what it played, as it does on any barge-in; `heard_ms` is only the
+        server's estimate, for the metrics), and leaves the conversation with the earlier user
+        item when the whole turn commits."""
         reply = closed.reply
         heard_ms = 0.0
         if reply is not None:
@@ -629,13 +630,6 @@ class Session:
             if message is not None and reply.first_audio_clock_ms is not None:
                 since_ms = self.turns.buffer.clock_ms - reply.first_audio_clock_ms
                 heard_ms = max(0.0, min(since_ms, message.audio_ms))
-                truncate(message, int(heard_ms))
-                self._emit(
-                    "conversation.item.truncated",
-                    item_id=message.id,
-                    content_index=0,
-                    audio_end_ms=int(heard_ms),
-                )
         withdrawn = [item.id for item in reply.output] if reply is not None else []
         self._merge = Merge(item_id, [*withdrawn, closed.item_id])
         self._out.append(TurnsMerged(closed.detector, heard_ms))

@@ -12,12 +12,14 @@ from benchmarks.server_process import free_port
 from tests.frameworks.harness import (
     BARGE_IN_SPEECH,
     FRAMEWORK_VENVS,
+    PAUSED_QUESTION,
     QUESTION,
     SETUP_SCRIPT,
     ClientRun,
     run_client,
     server_process,
     venv_python,
+    write_paused_speech,
     write_speech,
 )
 
@@ -48,6 +50,7 @@ def speech(framework_dir: Path) -> dict[str, Path]:
     return {
         "question": write_speech(QUESTION, framework_dir / "question.wav"),
         "barge_in": write_speech(BARGE_IN_SPEECH, framework_dir / "barge_in.wav", lead_ms=0),
+        "paused": write_paused_speech(*PAUSED_QUESTION[:2], framework_dir / "paused.wav"),
     }
 
 
@@ -70,7 +73,8 @@ def client_run(realtime_server: str, speech: dict[str, Path], framework_dir: Pat
                     "the framework environments"
                 )
             args = ["--scenario", scenario, "--question", str(speech["question"])]
-            args += ["--barge-in", str(speech["barge_in"]), *extra, *more_args]
+            args += ["--barge-in", str(speech["barge_in"]), "--paused", str(speech["paused"])]
+            args += [*extra, *more_args]
             dump = framework_dir / ("-".join(key).replace("--", "") + ".wire.jsonl")
             runs[key] = run_client(framework, script, args, realtime_server, dump)
         return runs[key]

@@ -31,7 +31,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from benchmarks.server_process import REPOSITORY, stop_process
-from tts.espeak import synthesize
+from benchmarks.turns import with_pauses
+from tts.espeak import DEFAULT_RATE_WPM, synthesize
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 SETUP_SCRIPT = "scripts/setup_frameworks.sh"
@@ -57,6 +58,10 @@ LEADING_SILENCE_MS = 300  # as a microphone picks up before the user speaks
 FORWARDED_HEADERS = ("authorization", "openai-beta", "user-agent")
 
 QUESTION = "what is seven times six"
+# One sentence with a pause cut in at the "|": long enough for every framework's default turn
+# detection to close the turn there (Smart Turn calls "what is nineteen" complete), short
+# enough that the rest comes within the server's merge window.
+PAUSED_QUESTION = ("what is nineteen | minus eight", 700, "11")
 BARGE_IN_SPEECH = "stop, wait a moment please"
 API_KEY = "sk-framework-test"  # the server runs without keys; the frameworks insist on one
 
@@ -65,7 +70,16 @@ def write_speech(text: str, path: Path, lead_ms: int = LEADING_SILENCE_MS) -> Pa
     """`text` spoken by espeak-ng as a 24 kHz mono PCM16 WAV file, after `lead_ms` of silence."""
     pcm, rate, _ = synthesize(text)
     speech = soxr.resample(pcm.astype(np.float32), rate, WIRE_RATE)
-    speech = np.clip(speech, -32768, 32767).astype(np.int16)
+    return _write_wav(np.clip(speech, -32768, 32767).astype(np.int16), path, lead_ms)
+
+
+def write_paused_speech(marked: str, pause_ms: int, path: Path) -> Path:
+    """`marked` spoken as one sentence, `pause_ms` of silence cut in at its "|"."""
+    audio = with_pauses(marked, "en-us", DEFAULT_RATE_WPM, [pause_ms])
+    return _write_wav((np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16), path)
+
+
+def _write_wav(speech: np.ndarray, path: Path, lead_ms: int = LEADING_SILENCE_MS) -> Path:
     lead = np.zeros(WIRE_RATE * lead_ms // 1000, np.int16)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)

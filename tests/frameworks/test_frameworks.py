@@ -18,7 +18,7 @@ import pytest
 from num2words import num2words
 
 from tests.frameworks.conftest import CLIENTS, RunClient
-from tests.frameworks.harness import ClientRun, Wire
+from tests.frameworks.harness import PAUSED_QUESTION, ClientRun, Wire
 from tests.shipped_model import NEEDS_RETRAINED_MODEL
 
 BYTES_PER_MS = 48  # PCM16 at 24 kHz, the format every framework here asks for
@@ -252,4 +252,26 @@ def test_barge_in_truncates_the_reply(client: str, client_run: RunClient) -> Non
     assert 0 < truncate["audio_end_ms"] < sent[truncate["item_id"]], (truncate, sent)
     truncated = run.wire.server_events("conversation.item.truncated")
     assert [e["item_id"] for e in truncated][:1] == [truncate["item_id"]], run.summary()
+    assert_clean_but_for_cancel_races(run)
+
+
+# --- a paused question: the turn closed too early is merged ---
+
+
+@ALL_CLIENTS
+def test_a_paused_question_is_merged_and_answered_once(client: str, client_run: RunClient) -> None:
+    run = client_run(client, "merge")
+    committed = [e["item_id"] for e in run.wire.server_events("input_audio_buffer.committed")]
+    deleted = [e["item_id"] for e in run.wire.server_events("conversation.item.deleted")]
+    # the plain question, the paused one's first part (merged away), the whole paused one
+    assert (
+        len(committed) == 3
+        and deleted == [committed[1]]
+        or (
+            len(deleted) == 2 and deleted[1] == committed[1]  # with the withdrawn reply's item
+        )
+    ), run.summary()
+    last = replies(run.wire)[-1]
+    assert last["status"] == "completed", run.summary()
+    assert mentions(spoken_text(last), PAUSED_QUESTION[2]), spoken_text(last)
     assert_clean_but_for_cancel_races(run)

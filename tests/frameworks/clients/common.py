@@ -28,7 +28,7 @@ from typing import Any
 RATE = 24_000  # PCM16 mono at 24 kHz, what each framework streams by default
 CHUNK_MS = 20  # a microphone-like frame
 BYTES_PER_MS = RATE * 2 // 1000
-SCENARIOS = ("turn", "tool", "barge_in")
+SCENARIOS = ("turn", "tool", "barge_in", "merge")
 # How long a client waits for the framework to finish each step before it reports what it has.
 # Generous: the machine has two shared cores; no test asserts a wall-clock time.
 RESPONSE_TIMEOUT_S = 60.0
@@ -41,6 +41,8 @@ CONNECT_TIMEOUT_S = 30.0
 # instead of the user's audio for the first 3 s of the agent's speech (its AEC warm-up).
 BARGE_IN_AFTER_PLAYED_MS = 800
 SETTLE_S = 1.5  # after the last step, for trailing events (truncated, transcripts) to arrive
+QUIET_S = 2.0  # merge: no reply audio for this long after the question means the answer is in
+MERGE_AFTER_QUIET_S = 1.0  # merge: the paused question starts after this much quiet
 
 
 def emit(kind: str, **fields: Any) -> None:
@@ -91,11 +93,14 @@ def parse_args(
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--question", type=Path, required=True, help="spoken question, WAV")
     parser.add_argument("--barge-in", type=Path, help="what the user says over the reply, WAV")
+    parser.add_argument("--paused", type=Path, help="a question with a pause in it, WAV")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
     if args.scenario == "barge_in" and args.barge_in is None:
         parser.error("--scenario barge_in needs --barge-in WAV")
+    if args.scenario == "merge" and args.paused is None:
+        parser.error("--scenario merge needs --paused WAV")
     return args
 
 
@@ -144,9 +149,11 @@ class Speaker:
         self.item: object = None  # the reply being played (each framework names it its own way)
         self.received_ms = 0.0  # of that reply
         self._drained_at = 0.0  # monotonic time at which all received audio has been played
+        self._written_at = time.monotonic()  # of the last audio received
 
     def write(self, pcm: bytes, item: object) -> None:
         now = time.monotonic()
+        self._written_at = now
         if item != self.item:
             self.item, self.received_ms = item, 0.0
             self._drained_at = max(self._drained_at, now)
@@ -160,6 +167,11 @@ class Speaker:
     @property
     def played_ms(self) -> float:
         return max(0.0, self.received_ms - self.queued_ms)
+
+    @property
+    def quiet_for_s(self) -> float:
+        """Since audio last came, or since all of it has played, whichever is later."""
+        return time.monotonic() - max(self._written_at, self._drained_at)
 
     @property
     def playing(self) -> bool:
@@ -253,6 +265,24 @@ async def drive(
         emit("step", name="barge_in_spoken", reply_received_ms=speaker.received_ms)
         stopped = await wait_for(lambda: progress.interrupted, INTERRUPT_TIMEOUT_S)
         emit("step", name="reply_interrupted", ok=stopped, played_ms=speaker.played_ms)
+    if scenario == "merge":
+        # The paused question comes second, once the first reply has played: livekit's
+        # AgentSession ignores the user for the first 3 s of its first speech (AEC warm-up).
+        first = await wait_for(
+            lambda: progress.responses_done >= 1 and speaker.received_ms > 0, RESPONSE_TIMEOUT_S
+        )
+        await wait_for(lambda: speaker.quiet_for_s >= MERGE_AFTER_QUIET_S, RESPONSE_TIMEOUT_S)
+        emit("step", name="first_reply_played", ok=first, played_ms=speaker.played_ms)
+        replies_before = progress.responses_done
+        mic.say(read_wav(args.paused))
+        await wait_for(lambda: not mic.speaking, RESPONSE_TIMEOUT_S)
+        done = await wait_for(
+            lambda: progress.responses_done > replies_before and speaker.quiet_for_s >= QUIET_S,
+            RESPONSE_TIMEOUT_S,
+        )
+        emit("step", name="answered", ok=done, count=progress.responses_done)
+        await asyncio.sleep(SETTLE_S)
+        return
     # a turn is one reply; a tool call is a reply with the call, then one that speaks its result
     # (unless the model answered without calling it); a barge-in: a reply, the cut one, the next
     done = await wait_for(lambda: progress.responses_done >= 1, RESPONSE_TIMEOUT_S)
