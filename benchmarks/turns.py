@@ -1,25 +1,31 @@
 """Turn-taking end to end: what each turn detection costs in cut-off questions and buys in latency.
 
-One fixed set of spoken arithmetic questions (espeak-ng, several voices and rates), each in two
-forms: plain, and with natural mid-utterance pauses of 300-900 ms ("what is seventeen ...
-minus eight", "multiply six, hmm, by four"; espeak-ng's own comma pause, about 170 ms, adds to
-those at a comma), each with and without background noise (pink
-noise at 15 dB SNR, kept up through the trailing silence as a real microphone would). Every
-question is streamed in real time, one session per question, over a real WebSocket to the
-server (`step-realtime serve` on the embedded default model, in its own process), under:
+One fixed set of spoken arithmetic questions, each in two forms: plain, and with mid-sentence
+pauses of 300-900 ms cut into the one spoken sentence at word boundaries ("what is seventeen
+... minus eight": the words before a pause keep the intonation of a sentence that goes on; two
+halves spoken apart would each end falling, which no detector should call unfinished), each
+with and without background noise (pink noise at 15 dB SNR, kept up through the trailing
+silence as a real microphone would), in espeak-ng voices (several voices and rates) and in the
+Piper voice (`--voices`). Every question is streamed in real time, one session per question,
+over a real WebSocket to the server (`step-realtime serve` on the embedded default model, in
+its own process), under each setting (`--settings`): the first release's default
+(`server_vad:500:0`: 500 ms of silence, no merging), the server's default now (`default`),
+shorter silence windows with merging, and `semantic_vad`; with each speech classifier the
+server offers (its `--vad webrtc|silero` flag).
 
-- `server_vad` with `silence_duration_ms` 500, 300 and 200;
-- `semantic_vad` at each `eagerness` (low, medium, high, auto);
-- with each speech classifier the server offers (its `--vad webrtc|silero` flag).
-
-Per setting:
-- premature-commit rate: questions the server committed before they ended (a commit whose
+Per setting, voice family and form:
+- client-side first-packet latency (end of the question's speech as sent -> first audio of the
+  reply to the final commit), p50/p95, and the endpoint delay (-> the final commit arrived);
+- questions answered right: the reply to the final commit states the result (a question cut in
+  two and not merged is answered from its second half, which is wrong);
+- premature commits: questions the server committed before they ended (a commit whose
   `audio_end_ms` falls before the question's last speech);
-- endpoint delay (end of the question's speech as sent -> the final commit arrived) and
-  client-side first-packet latency (-> first audio of the reply to the final commit), p50/p95;
-- answer accuracy: the reply to the final commit states the right result (a question cut in two
-  is answered from its second half, which is wrong), and how often a reply to a premature
-  commit was heard at all (its audio arrived before the user's speech cancelled it).
+- merges: turns the server took back into the speech that followed (their user item deleted),
+  and the wrong audio heard before each: what a client playing the withdrawn reply in real time
+  from its first delta had played when the next `speech_started` arrived (median and p95).
+
+`--load 1,32` also runs `benchmarks.load` at those user counts on the server's defaults in the
+same run (its first-packet percentiles under concurrency).
 
 Also the end-of-turn model alone (Smart Turn v3.2, `streaming.turns.end_of_turn`): latency on
 1, 4 and 8 s of audio (median of several runs) and its verdicts on complete questions against
@@ -28,7 +34,8 @@ the same questions cut mid-utterance.
     python -m benchmarks.turns                      # everything the server accepts
     python -m benchmarks.turns --quick              # a smoke run: 4 questions, 2 settings
     python -m benchmarks.turns --end-of-turn-only   # the model alone, no server
-    python -m benchmarks.turns --vad webrtc --settings server_vad:500,semantic_vad:auto
+    python -m benchmarks.turns --vad webrtc --settings server_vad:500:0,semantic_vad:auto
+    python -m benchmarks.turns --vad silero --voices espeak,piper --load 1,32   # the issue's run
 
 Rows the server refuses (a `semantic_vad` it does not implement, a `--vad` flag it does not
 have) are reported as not run, with the server's words. Prints a table, writes
@@ -71,25 +78,27 @@ from step_realtime_client.events import (  # noqa: E402
     AudioDelta,
     ErrorEvent,
     InputCommitted,
+    ItemDeleted,
     ResponseCreated,
     ResponseDone,
     ServerEvent,
+    SpeechStarted,
     SpeechStopped,
     TranscriptDelta,
 )
 
 RESULTS = Path(__file__).parent / "results"
 VAD_KINDS = ("webrtc", "silero")
+# The first release's default (500 ms, no merging), the server's default now, shorter windows
+# with merging, and semantic_vad (merging on, its default).
 SETTINGS = (
-    "server_vad:500",
+    "server_vad:500:0",
+    "default",
     "server_vad:300",
     "server_vad:200",
-    "semantic_vad:low",
-    "semantic_vad:medium",
-    "semantic_vad:high",
     "semantic_vad:auto",
 )
-QUICK_SETTINGS = ("server_vad:500", "semantic_vad:auto")
+QUICK_SETTINGS = ("server_vad:500:0", "default")
 QUICK_ITEMS = 2  # questions of the set in a smoke run (each in its four forms)
 LEAD_MS = 400  # microphone time before the question
 PAUSE_MS = (300, 450, 600, 750, 900)  # mid-utterance pauses, cycled
@@ -113,18 +122,22 @@ VOICES = (
     ("en-029", 180),
     ("en-us+m3", 140),
 )
+# The Piper voice the server ships with (`pip install step-realtime[piper]`), at its own rate:
+# a voice of another kind than the model's training voices.
+PIPER_VOICES = (("piper", 100),)
+VOICE_FAMILIES = {"espeak": VOICES, "piper": PIPER_VOICES}
 # (plain question, the same with pauses at each "|", expected result)
 QUESTIONS = (
     ("what is seventeen minus eight", "what is seventeen | minus eight", 9),
-    ("multiply six by four", "multiply six, | hmm, | by four", 24),
+    ("multiply six by four", "multiply six | by four", 24),
     ("what is twelve plus nine", "what is twelve plus | nine", 21),
     ("divide forty eight by six", "divide forty eight | by six", 8),
     ("what is seven times eight", "what is seven | times | eight", 56),
     ("add three and five", "add three | and five", 8),
-    ("what is nine times seven", "what is nine times, | um, | seven", 63),
+    ("what is nine times seven", "what is nine | times | seven", 63),
     ("subtract four from fifteen", "subtract four | from fifteen", 11),
     ("what is twenty minus thirteen", "what is twenty | minus thirteen", 7),
-    ("what is eleven plus eight", "so, | what is eleven | plus eight", 19),
+    ("what is eleven plus eight", "what is | eleven | plus eight", 19),
     ("calculate twelve times three", "calculate | twelve times three", 36),
     ("what is eighteen divided by two", "what is eighteen | divided by two", 9),
 )
@@ -152,12 +165,19 @@ class Question:
     pauses_ms: tuple[int, ...] = ()
 
     @property
+    def family(self) -> str:
+        return "piper" if self.voice.startswith("piper") else "espeak"
+
+    @property
     def form(self) -> str:
         return f"{'paused' if self.paused else 'plain'}, {'noisy' if self.noisy else 'clean'}"
 
 
 def synth24(text: str, voice: str, rate_wpm: int) -> tuple[np.ndarray, list[float]]:
-    """espeak-ng speech as 24 kHz float32, and each word's start in ms."""
+    """Speech as 24 kHz float32, and each word's start in ms: espeak-ng, or the Piper voice
+    ("piper", rate in percent) through the server's own TTS stream, which times its words."""
+    if voice.startswith("piper"):
+        return asyncio.run(_piper24(text, rate_wpm / 100))
     import soxr
 
     from tts.espeak import synthesize
@@ -165,6 +185,25 @@ def synth24(text: str, voice: str, rate_wpm: int) -> tuple[np.ndarray, list[floa
     pcm, native_rate, words = synthesize(text, voice, rate_wpm)
     audio = soxr.resample(pcm.astype(np.float32) / 32768.0, native_rate, WIRE_SAMPLE_RATE)
     return np.asarray(audio, np.float32), [w.start_ms for w in words]
+
+
+async def _piper24(text: str, rate: float) -> tuple[np.ndarray, list[float]]:
+    from tts import get_backend
+    from tts.base import SAMPLE_RATE
+
+    backend = get_backend("piper")
+    try:
+        stream = backend.open_stream(backend.voices()[0], rate)
+        stream.feed(text)
+        stream.flush()
+        pcm, starts = [], []
+        async for chunk in stream:
+            pcm.append(chunk.pcm)
+            starts += [w.start_ms for w in chunk.words]
+    finally:
+        await backend.close()
+    assert SAMPLE_RATE == WIRE_SAMPLE_RATE
+    return np.concatenate(pcm).astype(np.float32) / 32768.0, starts
 
 
 def quietest_near(audio: np.ndarray, at: int, reach_ms: int = 40, window_ms: int = 5) -> int:
@@ -195,14 +234,19 @@ def with_pauses(marked: str, voice: str, rate: int, pauses: list[int]) -> np.nda
     return np.concatenate([*pieces, audio[begin:]])
 
 
-def make_questions(items: int) -> list[Question]:
-    """Each of the first `items` questions plain and paused, clean and noisy."""
+def make_questions(items: int, families: tuple[str, ...] = ("espeak",)) -> list[Question]:
+    """Each of the first `items` questions plain and paused, clean and noisy, in a voice of
+    each family."""
+    return [q for family in families for q in _questions(items, VOICE_FAMILIES[family])]
+
+
+def _questions(items: int, voices: tuple[tuple[str, int], ...]) -> list[Question]:
     questions = []
     pause_cycle = itertools.cycle(PAUSE_MS)
     lead = np.zeros(WIRE_SAMPLE_RATE * LEAD_MS // 1000, np.float32)
     for index, (plain, marked, expected) in enumerate(QUESTIONS[:items]):
         for paused in (False, True):
-            voice, rate = VOICES[(2 * index + paused) % len(VOICES)]
+            voice, rate = voices[(2 * index + paused) % len(voices)]
             pauses = [next(pause_cycle) for _ in range(marked.count("|"))] if paused else []
             spoken = (
                 with_pauses(marked, voice, rate, pauses)
@@ -268,8 +312,12 @@ class Outcome:
     noisy: bool
     voice: str
     expected: int
+    family: str = "espeak"
     commits_audio_end_ms: list[float | None] = field(default_factory=list)
     premature: bool = False
+    merges: int = 0  # user turns the server merged into the next (their items deleted)
+    wrong_heard_ms: list[float] = field(default_factory=list)  # per merge: its reply's audio
+    # that reached the client before the user's speech was detected again (what it played)
     premature_reply_heard: bool = False
     final_commit: bool = False
     endpoint_s: float | None = None
@@ -288,6 +336,14 @@ class Response:
     first_audio_at: float | None = None
     transcript: str = ""
     status: str = ""
+    audio: list[tuple[float, float]] = field(default_factory=list)  # (arrival, ms) per delta
+
+    def playable_ms(self, until: float) -> float:
+        """What a client playing from the first delta in real time had played by `until`."""
+        if self.first_audio_at is None or until <= self.first_audio_at:
+            return 0.0
+        received = sum(ms for at, ms in self.audio if at <= until)
+        return min(received, (until - self.first_audio_at) * 1000)
 
 
 class QuestionRun:
@@ -301,9 +357,16 @@ class QuestionRun:
         self.responses: dict[str, Response] = {}
         self.final_commit: int | None = None
         self.final_done = False
+        self.committed_items: list[str] = []
+        self.speech_started_at: list[float] = []
+        self.merged_heard_ms: list[float] = []
 
     def feed(self, event: ServerEvent) -> None:
-        if isinstance(event, SpeechStopped):
+        if isinstance(event, SpeechStarted):
+            self.speech_started_at.append(event.received_at)
+        elif isinstance(event, ItemDeleted):
+            self._on_deleted(event.item_id)
+        elif isinstance(event, SpeechStopped):
             self.stopped_ms[event.item_id] = float(event.audio_end_ms)
         elif isinstance(event, InputCommitted):
             self._on_commit(event)
@@ -313,6 +376,9 @@ class QuestionRun:
             response = self.responses.get(event.response_id)
             if response is not None and response.first_audio_at is None:
                 response.first_audio_at = event.received_at
+            if response is not None:
+                ms = len(event.audio) / 2 * 1000 / WIRE_SAMPLE_RATE
+                response.audio.append((event.received_at, ms))
         elif isinstance(event, TranscriptDelta):
             if event.response_id in self.responses:
                 self.responses[event.response_id].transcript += event.delta
@@ -322,8 +388,21 @@ class QuestionRun:
     def _on_commit(self, event: InputCommitted) -> None:
         audio_end = self.stopped_ms.get(event.item_id)
         self.commits.append((event.received_at, audio_end))
+        self.committed_items.append(event.item_id)
         if self.final_commit is None and not self._is_premature(event.received_at, audio_end):
             self.final_commit = len(self.commits) - 1
+
+    def _on_deleted(self, item_id: str) -> None:
+        """A committed user turn deleted: the server merged it into the speech that followed.
+        What its reply had played when that speech was detected is the wrong audio heard."""
+        if item_id not in self.committed_items:
+            return  # the withdrawn reply's own item
+        index = self.committed_items.index(item_id)
+        committed_at = self.commits[index][0]
+        resumed = [at for at in self.speech_started_at if at > committed_at]
+        replies = [r for r in self.responses.values() if r.commit_index == index]
+        heard = max((r.playable_ms(resumed[0]) for r in replies), default=0.0) if resumed else 0.0
+        self.merged_heard_ms.append(heard)
 
     def _on_done(self, event: ResponseDone) -> None:
         response = self.responses.get(event.response_id)
@@ -342,8 +421,10 @@ class QuestionRun:
         from streaming.arith.data import answer_number
 
         q = self.question
-        result = Outcome(q.text, q.form, q.paused, q.noisy, q.voice, q.expected)
+        result = Outcome(q.text, q.form, q.paused, q.noisy, q.voice, q.expected, q.family)
         result.commits_audio_end_ms = [end for _, end in self.commits]
+        result.merges = len(self.merged_heard_ms)
+        result.wrong_heard_ms = list(self.merged_heard_ms)
         early = range(len(self.commits) if self.final_commit is None else self.final_commit)
         result.premature = len(early) > 0
         result.premature_reply_heard = any(
@@ -415,17 +496,25 @@ async def follow(client: RealtimeClient, run: QuestionRun) -> None:
 
 
 def session_for(setting: str, effort: str | None) -> dict[str, Any]:
-    """`server_vad:500` or `semantic_vad:auto` -> a GA session.update body."""
-    kind, _, value = setting.partition(":")
+    """`server_vad:500`, `semantic_vad:auto`, `default` (the server's own), each with an
+    optional `:MERGE_MS` (the merge window; 0: off) -> a GA session.update body."""
+    kind, _, rest = setting.partition(":")
+    value, _, merge = rest.partition(":")
+    if kind == "default":
+        session: dict[str, Any] = {"type": "realtime"}
+        return session | ({"reasoning": {"effort": effort}} if effort else {})
     if kind == "server_vad":
         detection: dict[str, Any] = {"type": "server_vad", "silence_duration_ms": int(value)}
     elif kind == "semantic_vad":
         detection = {"type": "semantic_vad", "eagerness": value}
     else:
         raise SystemExit(
-            f"unknown setting {setting!r}: use server_vad:MS or semantic_vad:EAGERNESS"
+            f"unknown setting {setting!r}: use default, server_vad:MS[:MERGE_MS] or "
+            "semantic_vad:EAGERNESS[:MERGE_MS]"
         )
-    session: dict[str, Any] = {
+    if merge:
+        detection["merge_window_ms"] = int(merge)
+    session = {
         "type": "realtime",
         "audio": {"input": {"turn_detection": detection}},
     }
@@ -475,6 +564,7 @@ async def run_setting(
                 question.noisy,
                 question.voice,
                 question.expected,
+                question.family,
                 error=str(error),
             )
             outcomes.append(failed)
@@ -512,14 +602,55 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         "no_final_commit": sum(not o.final_commit for o in outcomes),
         "errors": sorted({o.error for o in outcomes if o.error})[:5],
     }
+    heard = [ms for o in outcomes for ms in o.wrong_heard_ms]
+    summary["merges"] = sum(o.merges for o in outcomes)
+    summary["wrong_heard_p50_ms"] = percentile(heard, 50)
+    summary["wrong_heard_p95_ms"] = percentile(heard, 95)
     for p in PERCENTILES:
         summary[f"endpoint_p{p}_s"] = percentile(endpoint, p)
         summary[f"first_packet_p{p}_s"] = percentile(fpl, p)
     return summary
 
 
+def summarize_groups(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
+    """`summarize` for each voice family and form ("espeak, paused, noisy"), and all of them."""
+    groups: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault(f"{o.family}, {o.form}", []).append(o)
+        groups.setdefault(f"{o.family}, {'paused' if o.paused else 'plain'}", []).append(o)
+    return {name: summarize(group) for name, group in sorted(groups.items())}
+
+
 def fmt(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
     return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def print_groups(rows: list[dict[str, Any]]) -> None:
+    """Per setting, voice family and form: latency, answers, premature commits, merges."""
+    head = ("vad", "setting", "voices, form", "n", "FPL p50", "p95", "right", "premature")
+    head += ("merges", "heard p50", "heard p95", "no commit")
+    print(f"{head[0]:>7} {head[1]:>16} {head[2]:>22} " + " ".join(f"{h:>9}" for h in head[3:]))
+    for row in rows:
+        for group, s in (row.get("groups") or {}).items():
+            cells = (
+                s["questions"],
+                fmt(s["first_packet_p50_s"]),
+                fmt(s["first_packet_p95_s"]),
+                fmt(s["accuracy"], 100, 1),
+                fmt(s["premature_rate"], 100, 1),
+                s["merges"],
+                fmt(s["wrong_heard_p50_ms"], 1, 0),
+                fmt(s["wrong_heard_p95_ms"], 1, 0),
+                s["no_final_commit"],
+            )
+            line = f"{row['vad']:>7} {row['setting']:>16} {group:>22} "
+            print(line + " ".join(f"{str(c):>9}" for c in cells))
+    print(
+        "FPL = end of the question's speech as sent -> first audio of the reply to the final "
+        "commit (s); right = that reply states the result (%); premature = questions committed "
+        "before they ended (%); merges = turns the server merged into the next; heard = audio of "
+        "a withdrawn reply a real-time client had played when the user's speech came back (ms)"
+    )
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -571,8 +702,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """First-packet latency p50 (filled) and p95 (hollow) against the premature-commit rate on
-    the paused questions: one colour per setting, one marker per speech classifier."""
+    """First-packet latency p50 (filled) and p95 (hollow) against the paused questions answered
+    right: one colour per setting, one marker per speech classifier (lower right is better)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -581,12 +712,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
     markers = {"webrtc": "o", "silero": "s"}
-    colours = {setting: f"C{i}" for i, setting in enumerate(SETTINGS)}
+    settings = sorted({row["setting"] for row in rows})
+    colours = {setting: f"C{i % 10}" for i, setting in enumerate(settings)}
     for row in rows:
         s = row.get("summary")
         if not s or s["first_packet_p50_s"] is None:
             continue
-        x = 100 * (s["premature_rate_paused"] or 0.0)
+        x = 100 * (s["accuracy_paused"] or 0.0)
         y50, y95 = s["first_packet_p50_s"], s["first_packet_p95_s"]
         marker, colour = markers.get(row["vad"], "^"), colours.get(row["setting"], "k")
         label = f"{row['vad']} {row['setting']}"
@@ -596,10 +728,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
-    ax.set_xlabel("premature commits on the paused questions (%)")
+    ax.set_xlabel("paused questions answered right (%)")
     ax.set_ylabel("client first-packet latency (s): p50 filled, p95 hollow")
     ax.set_title(
-        "Turn detection: latency against cutting users off (embedded default, one session)",
+        "Turn detection: latency against answering paused questions right (embedded default)",
         fontsize=10,
     )
     ax.grid(True, which="both", alpha=0.3)
@@ -636,45 +768,44 @@ def end_of_turn_report() -> dict[str, Any]:
             # what a call costs whatever else the machine is doing
             "cpu_median_ms": 1000 * statistics.median(cpu),
         }
-    full, cut = verdicts(model)
 
     def share(values: list[float]) -> float:
         return statistics.fmean(p >= COMPLETE_PROBABILITY for p in values)
 
-    return {
-        "latency": latency,
-        "threads": 1,
-        "complete_questions": {
-            "n": len(full),
-            "mean_probability": statistics.fmean(full),
-            "judged_complete": share(full),
-        },
-        "cut_questions": {
-            "n": len(cut),
-            "mean_probability": statistics.fmean(cut),
-            "judged_complete": share(cut),
-        },
-        "cut_at": "every word boundary inside the question",
-        "voices": [v for v, _ in EOT_VOICES],
-    }
+    report: dict[str, Any] = {"latency": latency, "threads": 1}
+    for family, voices in (("espeak", EOT_VOICES), ("piper", PIPER_VOICES)):
+        full, cut = verdicts(model, voices)
+        report[family] = {
+            "complete_questions": {
+                "n": len(full),
+                "mean_probability": statistics.fmean(full),
+                "judged_complete": share(full),
+            },
+            "cut_questions": {
+                "n": len(cut),
+                "mean_probability": statistics.fmean(cut),
+                "judged_complete": share(cut),
+            },
+            "voices": [v for v, _ in voices],
+        }
+    report["cut_at"] = "every word boundary inside the question, the words before it as spoken"
+    return report
 
 
-def verdicts(model: Any) -> tuple[list[float], list[float]]:
+def verdicts(model: Any, voices: tuple[tuple[str, int], ...]) -> tuple[list[float], list[float]]:
     """P(complete) for each plain question in each voice, whole and cut at each inner word."""
     import soxr
-
-    from tts.espeak import synthesize
 
     lead = np.zeros(16 * EOT_LEAD_MS, np.float32)
     tail = np.zeros(16 * EOT_TAIL_MS, np.float32)
     full, cut = [], []
     for plain, _, _ in QUESTIONS:
-        for voice, rate in EOT_VOICES:
-            pcm, native_rate, words = synthesize(plain, voice, rate)
-            audio = soxr.resample(pcm.astype(np.float32) / 32768.0, native_rate, 16_000)
+        for voice, rate in voices:
+            speech, starts = synth24(plain, voice, rate)
+            audio = soxr.resample(speech, WIRE_SAMPLE_RATE, 16_000)
             full.append(model.probability(np.concatenate([lead, audio, tail])))
-            for word in words[1:]:
-                end = int(word.start_ms * 16)
+            for start_ms in starts[1:]:
+                end = int(start_ms * 16)
                 cut.append(model.probability(np.concatenate([lead, audio[:end], tail])))
     return full, cut
 
@@ -686,12 +817,13 @@ def print_end_of_turn(report: dict[str, Any]) -> None:
             f"  {length:>4} of audio: median {row['median_ms']:.1f} ms "
             f"(min {row['min_ms']:.1f}, max {row['max_ms']:.1f}; CPU {row['cpu_median_ms']:.1f} ms)"
         )
-    for kind in ("complete_questions", "cut_questions"):
-        row = report[kind]
-        print(
-            f"  {kind.replace('_', ' '):<19} n={row['n']:<4} mean P(complete) "
-            f"{row['mean_probability']:.2f}, judged complete {row['judged_complete']:.0%}"
-        )
+    for family in ("espeak", "piper"):
+        for kind in ("complete_questions", "cut_questions"):
+            row = report[family][kind]
+            print(
+                f"  {family:<6} {kind.replace('_', ' '):<19} n={row['n']:<4} mean P(complete) "
+                f"{row['mean_probability']:.2f}, judged complete {row['judged_complete']:.0%}"
+            )
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -714,6 +846,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--items", type=int, default=len(QUESTIONS), help="questions of the set (each in 4 forms)"
     )
+    parser.add_argument(
+        "--voices",
+        default="espeak,piper",
+        help="voice families the questions are spoken in, comma-separated (%(default)s)",
+    )
+    parser.add_argument(
+        "--load",
+        default="",
+        help="also run `benchmarks.load` at these user counts on the server's defaults, in "
+        "the same run (e.g. 1,32)",
+    )
     parser.add_argument("--effort", help="session reasoning effort (default: the server's)")
     parser.add_argument("--quick", action="store_true", help="2 questions, 2 settings, webrtc")
     parser.add_argument(
@@ -728,11 +871,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.settings, args.vad = QUICK_ITEMS, ",".join(QUICK_SETTINGS), "webrtc"
+        args.voices = "espeak"
     return args
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
-    questions = make_questions(args.items)
+    questions = make_questions(args.items, tuple(v for v in args.voices.split(",") if v))
     settings = [s for s in args.settings.split(",") if s]
     has_flag = server_has_vad_flag()
     rows: list[dict[str, Any]] = []
@@ -752,6 +896,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                     row["not_run"] = why
                 else:
                     row["summary"] = summarize(outcomes)
+                    row["groups"] = summarize_groups(outcomes)
                     row["outcomes"] = [dataclasses.asdict(o) for o in outcomes]
                 rows.append(row)
                 print(
@@ -782,11 +927,18 @@ def main(argv: list[str] | None = None) -> int:
             "pauses_ms": PAUSE_MS,
             "lead_ms": LEAD_MS,
             "effort": args.effort,
-            "voices": VOICES,
+            "voices": {family: VOICE_FAMILIES[family] for family in args.voices.split(",")},
             "server_has_vad_flag": server_has_vad_flag(),
         }
         report["rows"] = run_all(args)
         print_table(report["rows"])
+        print_groups(report["rows"])
+    if args.load:
+        from benchmarks import load
+
+        load_args = ["--users", args.load, "--turns", "2", "--name", f"{args.name}-load"]
+        load.main(load_args)
+        report["load"] = json.loads((RESULTS / f"{args.name}-load.json").read_text())
     report["load_average_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{args.name}.json"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streaming.responder import REASONING_EFFORTS
 from streaming.scheduler import DEFAULT_EFFORT
-from streaming.turns.detection import SemanticVad, ServerVad, TurnDetection
+from streaming.turns.detection import (
+    DEFAULT_MERGE_WINDOW_MS,
+    SemanticVad,
+    ServerVad,
+    TurnDetection,
+)
 from streaming.turns.vad import VAD_KINDS
 
 MAX_PORT = 65_535
@@ -17,6 +22,9 @@ TURN_DETECTIONS: dict[str, TurnDetection | None] = {
     "none": None,
 }
 
+# server_vad's silence window of new sessions: shorter than OpenAI's 500 ms, since merging takes
+# back a turn that a pause closed (measured: python -m benchmarks.turns)
+DEFAULT_SILENCE_MS = 500
 ENV_PREFIX = "STEP_REALTIME_"
 # as streaming.pipeline.ENGINES (this module imports no model code)
 ENGINES = ("torch", "vllm", "remote")
@@ -113,6 +121,18 @@ class Settings:
         "semantic_vad (the end-of-turn model decides; pip install step-realtime[semantic]), "
         "none (the client commits)",
     )
+    silence_duration_ms: int = _opt(
+        DEFAULT_SILENCE_MS,
+        "server_vad of new sessions: silence that ends a turn (OpenAI's default is 500; shorter "
+        "is faster, and merging recovers a turn closed in a pause; see python -m "
+        "benchmarks.turns)",
+    )
+    merge_window_ms: int = _opt(
+        DEFAULT_MERGE_WINDOW_MS,
+        "speech this soon after a turn was closed continues that turn: the reply begun for it "
+        "is withdrawn and one reply answers the whole (sessions may set "
+        "turn_detection.merge_window_ms); 0: off",
+    )
     vad: str = _opt(
         "silero",
         "speech/silence classifier of turn detection: silero (Silero VAD: no false starts on "
@@ -175,7 +195,12 @@ class Settings:
     )
 
     def default_turn_detection(self) -> TurnDetection | None:
-        return TURN_DETECTIONS[self.turn_detection]
+        detection = TURN_DETECTIONS[self.turn_detection]
+        if isinstance(detection, ServerVad):
+            detection = replace(detection, silence_duration_ms=self.silence_duration_ms)
+        if detection is not None:
+            detection = replace(detection, merge_window_ms=self.merge_window_ms)
+        return detection
 
     def bind_host(self) -> str:
         """The address to bind: loopback unless keys are set or remote access was allowed."""
@@ -203,6 +228,12 @@ class Settings:
             raise ValueError(
                 f"turn_detection {self.turn_detection!r} is not one of {sorted(TURN_DETECTIONS)}"
             )
+        if not 0 <= self.silence_duration_ms <= 60_000:
+            raise ValueError(
+                f"silence_duration_ms must be 0 to 60000, got {self.silence_duration_ms}"
+            )
+        if not 0 <= self.merge_window_ms <= 10_000:
+            raise ValueError(f"merge_window_ms must be 0 to 10000, got {self.merge_window_ms}")
         if self.vad not in VAD_KINDS:
             raise ValueError(f"vad {self.vad!r} is not one of {VAD_KINDS}")
         if self.reasoning_effort not in REASONING_EFFORTS:

@@ -186,6 +186,19 @@ class ItemTruncated(ServerEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ItemDeleted(ServerEvent):
+    """`conversation.item.deleted`: also what the server sends when the user went on speaking
+    right after a turn was closed, and it merged that turn into the next (the early user item
+    and the reply begun for it leave the conversation)."""
+
+    item_id: str
+
+    @classmethod
+    def fields_from(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return {"item_id": data.get("item_id", "")}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ErrorEvent(ServerEvent):
     code: str | None
     message: str
@@ -234,6 +247,7 @@ EVENT_TYPES: dict[str, type[ServerEvent]] = {
     "response.reasoning_text.delta": ReasoningDelta,
     "response.reasoning_text.done": ReasoningDone,
     "conversation.item.truncated": ItemTruncated,
+    "conversation.item.deleted": ItemDeleted,
     "error": ErrorEvent,
 }
 

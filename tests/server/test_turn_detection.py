@@ -76,3 +76,21 @@ async def test_a_server_can_default_to_semantic_vad(make_server) -> None:
         "interrupt_response": True,
         "merge_window_ms": 1000,
     }
+
+
+async def test_the_servers_silence_window_and_merge_window_apply_to_new_sessions(
+    make_server,
+) -> None:
+    settings = Settings(silence_duration_ms=250, merge_window_ms=0)
+    async with make_server(settings) as address:
+        async with connect(url(address)) as ws:
+            created = json.loads(await ws.recv())
+    detection = created["session"]["audio"]["input"]["turn_detection"]
+    assert detection["silence_duration_ms"] == 250 and detection["merge_window_ms"] == 0
+
+
+def test_a_silence_or_merge_window_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="merge_window_ms"):
+        Settings(merge_window_ms=-1).check()
+    with pytest.raises(ValueError, match="silence_duration_ms"):
+        Settings(silence_duration_ms=100_000).check()

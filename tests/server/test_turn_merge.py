@@ -8,33 +8,32 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 
+import httpx
 import numpy as np
 import pytest
-import soxr
 from openai import AsyncOpenAI
 
+from benchmarks.turns import with_pauses
 from server.app import create_app
 from server.settings import Settings
 from streaming.default_model import SHIPPED_CHECKPOINT
 from streaming.pipeline import load_responder
 from streaming.responder import Responder
 from tests.server.helpers import EVENT_TIMEOUT_S, running
-from tts.espeak import synthesize
+from tests.server.test_app import metric_samples
+from tts.espeak import DEFAULT_RATE_WPM
 
 RATE = 24_000
 CHUNK_MS = 20
 
 
-def paused_question(first: str, second: str, pause_ms: int) -> np.ndarray:
-    """One sentence spoken in one go (its intonation says it goes on), with silence cut in
-    before `second`'s first word: a person who pauses mid-question."""
-    pcm, native_rate, words = synthesize(f"{first} {second}")
-    audio = soxr.resample(pcm, native_rate, RATE).astype(np.int16)
-    cut = int(words[len(first.split())].start_ms * RATE / 1000)
+def paused_question(marked: str, pause_ms: int) -> np.ndarray:
+    """One sentence spoken in one go (its intonation says it goes on), with silence cut in at
+    the "|": a person who pauses mid-question."""
+    audio = with_pauses(marked, "en-us", DEFAULT_RATE_WPM, [pause_ms])
     silence = lambda ms: np.zeros(RATE * ms // 1000, np.int16)  # noqa: E731
-    return np.concatenate(
-        [silence(300), audio[:cut], silence(pause_ms), audio[cut:], silence(1200)]
-    )
+    speech = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+    return np.concatenate([silence(300), speech, silence(1200)])
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ async def shipped() -> AsyncIterator[Responder]:
 
 
 async def test_a_paused_question_gets_one_right_answer_and_one_user_item(shipped) -> None:
-    audio = paused_question("what is nineteen", "minus eight", pause_ms=700)
+    audio = paused_question("what is nineteen | minus eight", pause_ms=700)
     async with running(create_app(shipped, Settings())) as address:
         client = AsyncOpenAI(api_key="unused", websocket_base_url=f"ws://{address}/v1")
         async with client.realtime.connect(model="step-audio-r1") as connection:
@@ -73,6 +72,10 @@ async def test_a_paused_question_gets_one_right_answer_and_one_user_item(shipped
             await connection.conversation.item.retrieve(item_id=committed[0])
             error = await _next(connection, "error")
             assert error.error.code == "item_retrieve_invalid_item_id"
+        async with httpx.AsyncClient() as http:
+            samples = metric_samples((await http.get(f"http://{address}/metrics")).text)
+        assert samples[("realtime_turn_merges_total", (("detector", "server_vad"),))] == 1
+        assert samples[("realtime_merge_heard_seconds_count", ())] == 1
 
 
 async def _speak_and_listen(connection, audio: np.ndarray) -> list:  # noqa: ANN001
