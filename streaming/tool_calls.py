@@ -8,11 +8,21 @@ complete, and a whole call is checked when `</tool_call>` arrives. A call is nev
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from streaming.model.tokens import TOOL_CALL, TOOL_CALL_END
+from streaming.model.tags import TOOL_CALL, TOOL_CALL_END
 
 FUNCTION_LINE = "function\n"  # StepFun's call type line; the only type there is
+
+
+def canonical_arguments(arguments: str) -> str:
+    """Arguments JSON as StepFun's template writes it (`json.dumps`, non-ASCII kept); text that
+    is not JSON stays as it is."""
+    try:
+        return json.dumps(json.loads(arguments), ensure_ascii=False)
+    except ValueError:
+        return arguments
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,6 @@ from server.protocol.render import (
     render_session,
     render_usage,
 )
-from streaming.model.prompt import canonical_arguments
 from streaming.responder import (
     AnswerDelta,
     ReasoningDelta,
@@ -81,6 +80,7 @@ from streaming.responder import (
     ToolCalled,
     Turn,
 )
+from streaming.tool_calls import canonical_arguments
 from streaming.turns import machine as turns
 from streaming.turns.buffer import SAMPLES_PER_MS
 

@@ -39,7 +39,7 @@ from transformers import PreTrainedTokenizerBase
 
 from streaming.engine.base import Prompt
 from streaming.model.tokens import THINK, THINK_END, TOOL_CALL, TOOL_CALL_END, SpecialTokens
-from streaming.tool_calls import ToolCall
+from streaming.tool_calls import ToolCall, canonical_arguments
 
 ROLE_NAMES = {
     "system": "system",
@@ -66,15 +66,6 @@ class Message:
     reasoning: str | None = None
     tool_calls: Sequence[ToolCall] = ()
     name: str | None = None
-
-
-def canonical_arguments(arguments: str) -> str:
-    """Arguments JSON as StepFun's template writes it (`json.dumps`, non-ASCII kept); text that
-    is not JSON stays as it is."""
-    try:
-        return json.dumps(json.loads(arguments), ensure_ascii=False)
-    except ValueError:
-        return arguments
 
 
 def tool_schemas_json(tools: Sequence[Mapping[str, Any]]) -> str:

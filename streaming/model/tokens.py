@@ -15,18 +15,20 @@ from pathlib import Path
 from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
 from streaming.model.config import CheckpointError
+from streaming.model.tags import (
+    AUDIO_END,
+    AUDIO_PATCH,
+    AUDIO_START,
+    BOT,
+    EOT,
+    THINK,
+    THINK_END,
+    TOOL_CALL,
+    TOOL_CALL_END,
+    TTS_END,
+    TTS_START,
+)
 
-BOT = "<|BOT|>"
-EOT = "<|EOT|>"
-AUDIO_START = "<audio_start>"
-AUDIO_PATCH = "<audio_patch>"
-AUDIO_END = "<audio_end>"
-THINK = "<think>"
-THINK_END = "</think>"
-TTS_START = "<tts_start>"
-TTS_END = "<tts_end>"
-TOOL_CALL = "<tool_call>"
-TOOL_CALL_END = "</tool_call>"
 GENERATION_CONFIG_FILE = "generation_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from streaming.tool_calls import ToolCall, ToolCallError, ToolCallParser
+from streaming.tool_calls import ToolCall, ToolCallError, ToolCallParser, canonical_arguments
 
 CALL = '<tool_call>function\ncalculate\n{"expression": "7 * 6"}</tool_call>'
 
@@ -85,3 +85,11 @@ def test_malformed_calls_raise(answer):
     with pytest.raises(ToolCallError):
         parser.feed(answer)
         parser.finish()
+
+
+def test_arguments_are_written_as_json_dumps_writes_them():
+    assert canonical_arguments('{"expression":"7*6","n":[1,2]}') == (
+        '{"expression": "7*6", "n": [1, 2]}'
+    )
+    assert canonical_arguments("not json") == "not json"
+    assert canonical_arguments('{"city":"Zürich"}') == '{"city": "Zürich"}'

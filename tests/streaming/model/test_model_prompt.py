@@ -17,7 +17,6 @@ from streaming.model.prompt import (
     PromptBuilder,
     ToolCall,
     audio_message,
-    canonical_arguments,
     tool_schemas_json,
 )
 from streaming.model.tokens import SpecialTokens, load_tokenizer
@@ -271,14 +270,6 @@ def test_tools_and_results_follow_stepfuns_template(builder):
     # without a system turn the tools open the conversation
     alone = _text(builder, builder.build(messages[1:2], tools=tools).token_ids)
     assert alone.startswith(f"<|BOT|>tool_json_schemas\n{schemas}<|EOT|><|BOT|>human\n")
-
-
-def test_arguments_are_written_as_json_dumps_writes_them():
-    assert canonical_arguments('{"expression":"7*6","n":[1,2]}') == (
-        '{"expression": "7*6", "n": [1, 2]}'
-    )
-    assert canonical_arguments("not json") == "not json"
-    assert canonical_arguments('{"city":"Zürich"}') == '{"city": "Zürich"}'
 
 
 def test_transcription_prompt_is_stepfuns_asr_task(builder):
