@@ -20,7 +20,7 @@ import soundfile as sf
 import soxr
 
 from benchmarks.server_process import REPOSITORY, free_port, stop_process, wait_ready
-from tts.espeak import synthesize
+from tts.espeak import DEFAULT_RATE_WPM, synthesize
 
 CHROMIUM = os.environ.get("STEP_REALTIME_CHROMIUM", "/usr/bin/chromium")
 SKIP_VARIABLE = "STEP_REALTIME_SKIP_BROWSER_TESTS"  # machines where setup.sh cannot apt-get
@@ -73,6 +73,24 @@ def speech_wav(path: Path, parts: Sequence[str | float]) -> Path:
         else:
             pieces.append(np.zeros(int(FAKE_CAPTURE_RATE * part), np.float32))
     sf.write(path, np.concatenate(pieces), FAKE_CAPTURE_RATE, subtype="PCM_16")
+    return path
+
+
+def paused_speech_wav(path: Path, marked: str, pause_ms: int) -> Path:
+    """A WAV of `marked` spoken as one sentence with `pause_ms` of silence cut in at its "|",
+    after a second of silence and followed by three."""
+    from benchmarks.turns import with_pauses
+
+    speech = soxr.resample(
+        with_pauses(marked, "en-us", DEFAULT_RATE_WPM, [pause_ms]), 24_000, FAKE_CAPTURE_RATE
+    )
+    silence = lambda s: np.zeros(int(FAKE_CAPTURE_RATE * s), np.float32)  # noqa: E731
+    sf.write(
+        path,
+        np.concatenate([silence(1.0), speech, silence(3.0)]),
+        FAKE_CAPTURE_RATE,
+        subtype="PCM_16",
+    )
     return path
 
 

@@ -10,8 +10,10 @@ from typing import Any
 from benchmarks.server_process import REPOSITORY
 from tests.shipped_model import NEEDS_RETRAINED_MODEL
 from tests.web.browser import (
+    TURN_TIMEOUT_MS,
     browser_page,
     open_page,
+    paused_speech_wav,
     speech_wav,
     turns,
     wait_for_assistant_turns,
@@ -115,3 +117,26 @@ def _dimmer(page: Any, dim: str, bright: str) -> bool:
       return 0.2126 * r + 0.7152 * g + 0.0722 * b;
     }"""
     return bool(page.evaluate(luminance, dim) > page.evaluate(luminance, bright))
+
+
+def test_a_paused_question_becomes_one_turn_with_one_answer(
+    playwright: Any, open_server: Any, tmp_path: Path
+) -> None:
+    """ "what is nineteen ... minus eight": the pause closes the turn and a reply begins; the
+    user goes on, the server merges the two parts, and the page drops the early turn and its
+    reply (`conversation.item.deleted`) and shows one question and one answer."""
+    wav = paused_speech_wav(tmp_path / "paused.wav", "what is nineteen | minus eight", 700)
+    with browser_page(playwright, tmp_path / "profile", microphone_wav=wav) as page:
+        open_page(page, open_server.url + "/")
+        page.check("input[value=server_vad]")
+        page.click("#connect")
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('#conversation article.assistant')]
+                .some(node => node.dataset.finished !== undefined
+                      && node.textContent.toLowerCase().includes('eleven'))""",
+            timeout=TURN_TIMEOUT_MS,
+        )
+        page.wait_for_timeout(300)
+        roles = [turn.role for turn in turns(page)]
+        assert roles == ["user", "assistant"], turns(page)
+        assert page.text_content("#error") == ""

@@ -557,6 +557,16 @@ class Page {
 
   // --- rendering --------------------------------------------------------------------------
 
+  /** An item left the conversation: a client's delete, or a merge (the user went on speaking
+   * right after a turn was closed, so that turn and the reply begun for it are gone). */
+  onItemDeleted(event) {
+    const user = this.userTurns.get(event.item_id);
+    const assistant = this.byItem.get(event.item_id);
+    for (const turn of [user, assistant]) if (turn) turn.node.remove();
+    this.userTurns.delete(event.item_id);
+    this.byItem.delete(event.item_id);
+  }
+
   addUserTurn(itemId) {
     this.clearPlaceholder();
     const node = element("article", "turn user");
@@ -682,6 +692,7 @@ Page.prototype.handlers = {
   "response.output_audio.done": Page.prototype.onAudioDone,
   "response.done": Page.prototype.onResponseDone,
   "conversation.item.truncated": Page.prototype.onTruncated,
+  "conversation.item.deleted": Page.prototype.onItemDeleted,
   "conversation.item.retrieved": Page.prototype.onRetrieved,
 };
 
