@@ -35,6 +35,7 @@ from websockets.exceptions import SecurityError
 
 from server.logs import RefusalLog, quiet_uvicorn
 from server.metrics import Metrics
+from server.protocol.errors import error_object
 from server.settings import Settings
 
 log = logging.getLogger("server.edge")
@@ -71,8 +72,7 @@ class Refusals:
 
 def error_body(code: str, message: str) -> bytes:
     """An OpenAI-style error object."""
-    error = {"type": "invalid_request_error", "code": code, "message": message, "param": None}
-    return json.dumps({"error": error}).encode()
+    return json.dumps({"error": error_object(code, message)}).encode()
 
 
 def raw_response(status: int, code: str, message: str) -> bytes:

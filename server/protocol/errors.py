@@ -50,10 +50,16 @@ class ErrorCode(StrEnum):
     # the server drains for a restart (server/drain.py): a session refused or closed because of
     # it; the client should reconnect (a balancer sends it to another replica)
     SERVER_SHUTTING_DOWN = "server_shutting_down"
+    TRANSCRIPTION_FAILED = "transcription_failed"  # a user transcript could not be written
     SERVER_ERROR = "server_error"
 
 
-SERVER_SIDE = {ErrorCode.SERVER_ERROR, ErrorCode.INVALID_TOOL_CALL, ErrorCode.SERVER_SHUTTING_DOWN}
+SERVER_SIDE = {
+    ErrorCode.SERVER_ERROR,
+    ErrorCode.INVALID_TOOL_CALL,
+    ErrorCode.SERVER_SHUTTING_DOWN,
+    ErrorCode.TRANSCRIPTION_FAILED,
+}
 # OpenAI's wording of `response_cancel_not_active`, kept verbatim because clients match on it:
 # livekit-agents drops an error whose message starts "Cancellation failed" as the benign race of
 # a cancel with a response's end, and logs any other at ERROR.
@@ -70,6 +76,25 @@ class ProtocolError(Exception):
         self.param = param
 
 
+def error_object(
+    code: ErrorCode | str,
+    message: str,
+    *,
+    param: str | None = None,
+    client_event_id: str | None = None,
+) -> dict[str, Any]:
+    """OpenAI's error object, the one shape of every error this server reports: in an `error`
+    event, in a failed transcript, and as the body of a refused HTTP request (`code` may be one
+    of the HTTP edge's own, a plain string)."""
+    error = {
+        "type": "server_error" if code in SERVER_SIDE else "invalid_request_error",
+        "code": str(code),
+        "message": message,
+        "param": param,
+    }
+    return error if client_event_id is None else {**error, "event_id": client_event_id}
+
+
 def error_event(
     event_id: str,
     code: ErrorCode,
@@ -78,14 +103,5 @@ def error_event(
     client_event_id: str | None = None,
     param: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "event_id": event_id,
-        "error": {
-            "type": "server_error" if code in SERVER_SIDE else "invalid_request_error",
-            "code": str(code),
-            "message": message,
-            "param": param,
-            "event_id": client_event_id,
-        },
-    }
+    error = error_object(code, message, param=param) | {"event_id": client_event_id}
+    return {"type": "error", "event_id": event_id, "error": error}

@@ -50,6 +50,7 @@ from server.protocol.errors import (
     ErrorCode,
     ProtocolError,
     error_event,
+    error_object,
 )
 from server.protocol.items import (
     Item,
@@ -395,7 +396,7 @@ class Session:
                 "conversation.item.input_audio_transcription.failed",
                 item_id=item_id,
                 content_index=0,
-                error={"type": "server_error", "code": "transcription_failed", "message": message},
+                error=error_object(ErrorCode.TRANSCRIPTION_FAILED, message),
             )
         return self._drain()
 
