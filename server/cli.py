@@ -123,6 +123,7 @@ def remote_options(settings: Settings) -> Any:
         max_context=settings.max_seq_len,
         api_key=settings.engine_api_key,
         affinity_header=settings.engine_affinity_header,
+        affinity_ranks=settings.engine_affinity_ranks,
     )
 
 

@@ -167,6 +167,11 @@ class Settings:
         "remote: a header carrying a conversation's key on every request, so that a router "
         "keeps its sequences on one replica (e.g. X-Session-ID); default: none",
     )
+    engine_affinity_ranks: int | None = _opt(
+        None,
+        "remote: the header carries a rank below this instead of a key (vLLM's "
+        "X-data-parallel-rank: its --data-parallel-size)",
+    )
     tensor_parallel_size: int = _opt(1, "vllm: GPUs one replica spans (tensor parallel)")
     gpu_memory_utilization: float = _opt(0.9, "vllm: fraction of each GPU's memory vLLM takes")
     cpu_kv_cache_gib: float | None = _opt(

@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -56,6 +56,9 @@ from streaming.responder import (
 from streaming.scheduler import ReplyScheduler, ScheduleSettings, schedule_for
 from streaming.tool_calls import ParsedDelta, ToolCallError, ToolCallParser
 from tts.base import SpeechStream, TTSBackend, speak_once
+
+if TYPE_CHECKING:
+    from streaming.engine.remote_engine import RemoteOptions
 
 logger = logging.getLogger(__name__)
 
@@ -553,7 +556,7 @@ def resolve_device_dtype(
     return resolved, DTYPES[dtype]
 
 
-ENGINES = ("torch", "vllm")
+ENGINES = ("torch", "vllm", "remote")
 
 
 def load_responder(
@@ -568,12 +571,16 @@ def load_responder(
     settings: ResponderSettings | None = None,
     engine: str = "torch",
     vllm_options: VllmOptions | None = None,
+    remote_options: RemoteOptions | None = None,
 ) -> ModelResponder:
     """Checkpoint + engine + TTS backend, ready to answer. No path: the default model.
 
     `engine` "torch": our decoding loop over the checkpoint's decoder, loaded here. "vllm": the
     decoder on vLLM (`vllm_options`, whose max_sequences / max_model_len default to these),
     which reads the same directory itself; only the audio encoder and adaptor are loaded here.
+    "remote": the decoder on a vLLM server elsewhere (`remote_options`, its url required),
+    which serves the same checkpoint; only the audio encoder and adaptor are loaded here, and
+    an unreachable server is an EngineError now, not at the first request.
     """
     from streaming.default_model import default_checkpoint
     from tts import get_backend
@@ -593,6 +600,17 @@ def load_responder(
             options = replace(options, dtype=str(torch_dtype).removeprefix("torch."))
         decoder = VllmEngine(path, options)
         loaded = load_audio_side(path, dtype=torch_dtype, device=torch_device)
+    elif engine == "remote":
+        from streaming.engine.remote_engine import RemoteEngine, probe
+        from streaming.engine.vllm_engine import load_audio_side
+
+        if remote_options is None:
+            raise ValueError("the remote engine needs the vLLM server's url (--engine-url)")
+        if remote_options.max_context is None:
+            remote_options = replace(remote_options, max_context=max_seq_len)
+        probe(remote_options.url, remote_options.connect_timeout_s, remote_options.api_key)
+        loaded = load_audio_side(path, dtype=torch_dtype, device=torch_device)
+        decoder = RemoteEngine(path, remote_options)
     else:
         from streaming.engine.torch_engine import TorchEngine
         from streaming.model.checkpoint import load_checkpoint

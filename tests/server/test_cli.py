@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.cli import build_parser, env_name, main, settings_from
+from benchmarks.server_process import free_port
+from server.cli import build_parser, env_name, main, open_model, settings_from
 from server.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +67,20 @@ def test_refuses_unknown_turn_detection_and_vad(capsys: pytest.CaptureFixture[st
     assert "semantic_vad" in capsys.readouterr().err
     assert main(["serve", "--vad", "magic", "--responder", "x:y"]) == 2
     assert "silero" in capsys.readouterr().err
+
+
+def test_the_remote_engine_needs_its_url(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--engine", "remote", "--responder", "x:y"]) == 2
+    assert "--engine remote needs --engine-url" in capsys.readouterr().err
+
+
+def test_an_unreachable_remote_engine_stops_serve_at_start_up() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = Settings(engine="remote", engine_url=url)
+    with pytest.raises(
+        SystemExit, match=f"error: cannot reach the vLLM server at {url}.*serve_vllm"
+    ):
+        open_model(settings)
 
 
 def test_answer_refuses_an_unknown_effort_without_a_traceback(tmp_path: Path) -> None:

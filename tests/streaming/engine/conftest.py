@@ -1,20 +1,30 @@
 """A tiny random Qwen2 model (fixed seed, fp32, CPU) and the plain transformers reference; for
-the conformance suite, a random checkpoint directory that both engines serve, and one vLLM
-engine for the session."""
+the conformance suite, a random checkpoint directory that every engine serves, one vLLM engine
+for the session, and one vLLM server for the session (`streaming.engine.serve_vllm`, on a free
+port of 127.0.0.1) with the remote engine on it."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from benchmarks.server_process import REPOSITORY, free_port
+from streaming.engine.remote_engine import RemoteEngine, RemoteOptions
 from streaming.engine.vllm_engine import VllmEngine, VllmOptions
 from streaming.model.checkpoint import LoadedModel, load_checkpoint
 from streaming.model.writer import ModelSizes, write_checkpoint
@@ -128,6 +138,82 @@ def vllm_engine(conformance_checkpoint: Path) -> Iterator[VllmEngine]:
             max_model_len=CONFORMANCE_CONTEXT,
             enforce_eager=True,
             cpu_kv_cache_gib=VLLM_TEST_KV_CACHE_GIB,
+        ),
+    )
+    run_apart(engine.warm_up())
+    yield engine
+    run_apart(engine.close())
+
+
+# The vLLM server of the remote engine: as small as the in-process engine's (its KV cache in
+# bytes: 64 MiB is thousands of positions of this model), one process for the whole session. Its
+# context is the checkpoint's whole (the conformance engine takes CONFORMANCE_CONTEXT of it), so
+# that a test of its own can run a request long enough to be cancelled midway on a busy machine.
+REMOTE_KV_CACHE_BYTES = 64 * 1024 * 1024
+REMOTE_SERVER_CONTEXT = CONFORMANCE_SIZES.max_position_embeddings
+# vLLM's start on a busy two-core machine: ~25 s here; only a hang fails on it.
+REMOTE_START_TIMEOUT_S = 600.0
+REMOTE_STOP_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="session")
+def vllm_server(conformance_checkpoint: Path) -> Iterator[str]:
+    """`python -m streaming.engine.serve_vllm` on the conformance checkpoint, on a free port of
+    127.0.0.1, healthy on entry; its URL. Stopped (its process group: vLLM's engine core and
+    worker too) at the end of the session."""
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "streaming.engine.serve_vllm", str(conformance_checkpoint)),
+        *("--host", "127.0.0.1", "--port", str(port)),
+        *("--max-model-len", str(REMOTE_SERVER_CONTEXT)),
+        *("--max-num-seqs", str(CONFORMANCE_SEQUENCES)),
+        *("--kv-cache-memory-bytes", str(REMOTE_KV_CACHE_BYTES)),
+        *("--dtype", "float32", "--enforce-eager", "--uvicorn-log-level", "warning"),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    process = subprocess.Popen(command, cwd=REPOSITORY, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process)
+        yield url
+    finally:
+        stop_group(process)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + REMOTE_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the vLLM server exited with code {process.returncode}"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the vLLM server was not healthy within {REMOTE_START_TIMEOUT_S:g} s")
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group (it was started in a session of its own), then
+    SIGKILL to what is left of it after the timeout."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=REMOTE_STOP_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture(scope="session")
+def remote_engine(conformance_checkpoint: Path, vllm_server: str) -> Iterator[RemoteEngine]:
+    """The remote engine on the session's vLLM server; like the vLLM engine, on a loop of its
+    own, so that every test's loop may use it."""
+    engine = RemoteEngine(
+        conformance_checkpoint,
+        RemoteOptions(
+            vllm_server,
+            max_sequences=CONFORMANCE_SEQUENCES,
+            max_context=CONFORMANCE_CONTEXT,
+            affinity_header="X-Session-ID",
         ),
     )
     run_apart(engine.warm_up())
