@@ -89,6 +89,10 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # ~20 s of 24 kHz PCM16 in base64 p
 DEFAULT_MAX_INPUT_BUFFER_MS = 10 * 60 * 1000  # a turn longer than this is not a conversation
 DEFAULT_MAX_ITEMS = 4096  # conversation items a session may hold
 DEFAULT_MAX_ITEM_CHARS = 256 * 1024  # the text (or function output) of one item
+# A reply that could have played this long was heard: speech after that is a barge-in, never a
+# merge, however soon after the commit it comes (a client playing the reply in real time from
+# its first delta; the session's clock is the input audio's).
+MERGE_MAX_HEARD_MS = 800
 
 # client events after which a speculative response no longer fits the conversation
 CHANGES_CONTEXT = {
@@ -146,7 +150,9 @@ class PrepareResponse:
 @dataclass
 class CancelResponse:
     response_id: str
-    reason: str  # "turn_detected" (barge-in), "client_cancelled", "speculation_discarded"
+    # "turn_detected" (barge-in), "turn_merged" (the user went on: `TurnsMerged`),
+    # "client_cancelled", "speculation_discarded"
+    reason: str
 
 
 @dataclass
@@ -439,6 +445,7 @@ class Session:
             )
         pcm = self._decoder.feed(raw)
         self.stats.audio_in_ms += len(pcm) / SAMPLES_PER_MS
+        self._seal_if_heard(self.turns.buffer.clock_ms + len(pcm) / SAMPLES_PER_MS)
         in_turn = self.turns.state not in (turns.TurnState.MANUAL, turns.TurnState.LISTENING)
         events = self.turns.append(pcm)
         if in_turn or self.turns.voiced_in_last_feed:
@@ -626,7 +633,7 @@ class Session:
         heard_ms = 0.0
         if reply is not None:
             if self.response is reply:
-                self._cancel("turn_detected")
+                self._cancel("turn_merged")
             message = reply.message
             if message is not None and reply.first_audio_clock_ms is not None:
                 since_ms = self.turns.buffer.clock_ms - reply.first_audio_clock_ms
@@ -892,7 +899,8 @@ class Session:
     def _cancel(self, reason: str) -> None:
         assert self.response is not None
         self._out.append(CancelResponse(self.response.id, reason))
-        self._finish("cancelled", {"type": "cancelled", "reason": reason}, None)
+        shown = "turn_detected" if reason == "turn_merged" else reason  # OpenAI's two reasons
+        self._finish("cancelled", {"type": "cancelled", "reason": shown}, None)
 
     def _finish(
         self,
@@ -977,9 +985,20 @@ class Session:
         return self._item(item_id)
 
     def _seal_turn(self) -> None:
-        """The client acted on the conversation: the last closed turn is no longer merged."""
+        """The client acted on the conversation, or the reply was heard: the last closed turn
+        is no longer merged."""
         self._closed_turn = None
         self.turns.seal()
+
+    def _seal_if_heard(self, clock_ms: float) -> None:
+        """Seal the closed turn once its reply could have played `MERGE_MAX_HEARD_MS` by
+        `clock_ms` (the end of the audio about to be classified), before any speech in it can
+        start a merge."""
+        closed = self._closed_turn
+        reply = closed.reply if closed is not None else None
+        started = reply.first_audio_clock_ms if reply is not None else None
+        if started is not None and clock_ms - started > MERGE_MAX_HEARD_MS:
+            self._seal_turn()
 
     def _index_of(self, item_id: str, param: str, code: ErrorCode) -> int:
         for index, item in enumerate(self.items):

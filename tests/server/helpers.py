@@ -17,6 +17,10 @@ from tts.espeak import synthesize
 
 APPEND_MS = 20  # a microphone-like append size
 EVENT_TIMEOUT_S = 30  # generous: the machine is shared; no test asserts wall-clock times
+# Silence before a barge-in's speech, sent after the reply's first audio: the reply could have
+# played longer than a merge allows (server.protocol.session.MERGE_MAX_HEARD_MS), so the speech
+# interrupts it rather than continuing the question.
+BARGE_IN_LEAD_MS = 900
 
 
 def spoken(text: str, rate: int = 24_000, lead_ms: int = 300, tail_ms: int = 1000) -> np.ndarray:

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from server.app import create_app
 from server.settings import Settings
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.helpers import appends, recv_until, running, spoken
+from tests.server.helpers import BARGE_IN_LEAD_MS, appends, recv_until, running, spoken
 
 KEY = "sk-test-key"
 
@@ -311,7 +311,8 @@ async def test_barge_in_cancels_and_closes_the_responder(make_server) -> None:
             for message in appends(spoken("what is seven times six")):
                 await ws.send(message)
             await recv_until(ws, "response.output_audio.delta")
-            for message in appends(spoken("stop", lead_ms=0, tail_ms=1000)):
+            # after more of the reply than a merge allows (MERGE_MAX_HEARD_MS): a barge-in
+            for message in appends(spoken("stop", lead_ms=BARGE_IN_LEAD_MS, tail_ms=1000)):
                 await ws.send(message)
             events = await recv_until(ws, "response.done")
             done = events[-1]["response"]

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 
 from server.settings import Settings
 from streaming.pipeline import ResponderSettings, load_responder
-from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, spoken
+from tests.server.helpers import BARGE_IN_LEAD_MS, EVENT_TIMEOUT_S, appends, recv_until, spoken
 from tests.server.test_app import metric_samples, url
 
 CONCURRENT_SESSIONS = 16
@@ -161,7 +161,7 @@ async def _barge_in(responder) -> None:  # noqa: ANN001
             for message in appends(spoken("what is seven times six")):
                 await ws.send(message)
             before = await recv_until(ws, "response.output_audio.delta")
-            for message in appends(spoken("stop", lead_ms=0, tail_ms=1000)):
+            for message in appends(spoken("stop", lead_ms=BARGE_IN_LEAD_MS, tail_ms=1000)):
                 await ws.send(message)
             events = before + await recv_until(ws, "response.done")
             done = events[-1]["response"]

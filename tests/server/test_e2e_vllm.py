@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 
 from benchmarks.server_process import REPOSITORY, free_port, stop_process
 from streaming.responder import REASONING_EFFORTS
-from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, spoken
+from tests.server.helpers import BARGE_IN_LEAD_MS, EVENT_TIMEOUT_S, appends, recv_until, spoken
 from tests.server.test_app import url
 
 CONCURRENT_SESSIONS = 16
@@ -127,7 +127,9 @@ async def test_barge_in_cancels_the_reply_and_frees_the_engine(vllm_server) -> N
         for message in appends(spoken("what is seven times six", tail_ms=600)):
             await ws.send(message)
         before = await recv_until(ws, "response.created")
-        for message in appends(spoken("stop", lead_ms=0, tail_ms=1000)):  # while it replies
+        for message in appends(
+            spoken("stop", lead_ms=BARGE_IN_LEAD_MS, tail_ms=1000)
+        ):  # while it replies
             await ws.send(message)
         events = before + await recv_until(ws, "response.done")
     assert events[-1]["response"]["status"] == "cancelled"

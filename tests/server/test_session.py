@@ -35,7 +35,7 @@ from server.protocol.audio import PCM_16K, PCMA, PCMU, AudioFormat, encode_sampl
 from streaming.responder import ResponseEvent, ResponseFinished, SpeechChunk
 from streaming.turns.detection import ServerVad
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY, FixedReplyResponder
-from tests.server.helpers import appends, spoken
+from tests.server.helpers import BARGE_IN_LEAD_MS, appends, spoken
 
 EXTENSION_EVENTS = {"response.reasoning_text.delta", "response.reasoning_text.done"}
 # the beta SDK types predate these two; GA has them
@@ -559,7 +559,7 @@ async def test_barge_in_cancels_the_response() -> None:
     responder = FixedReplyResponder()
     await h.play(responder, limit=len(DEFAULT_REASONING.split()) + 3)  # some speech out
     assert responder.closed_early == 1  # the generator was closed: engine and TTS stop
-    barge = h.send_all(appends(spoken("stop", lead_ms=0, tail_ms=0)))
+    barge = h.send_all(appends(spoken("stop", lead_ms=BARGE_IN_LEAD_MS, tail_ms=0)))
     cancels = [a for a in h.actions if isinstance(a, CancelResponse)]
     assert cancels == [CancelResponse(first.response_id, "turn_detected")]
     done = next(e for e in barge if e["type"] == "response.done")
@@ -577,7 +577,7 @@ async def test_a_cancel_that_races_the_barge_in_gets_openais_benign_error() -> N
     h = Harness(turn_detection=ServerVad())
     h.send_all(appends(spoken("what is seven times six")))
     await h.play(FixedReplyResponder(), limit=len(DEFAULT_REASONING.split()) + 3)
-    h.send_all(appends(spoken("stop", lead_ms=0, tail_ms=0)))
+    h.send_all(appends(spoken("stop", lead_ms=BARGE_IN_LEAD_MS, tail_ms=0)))
     assert h.session.response is None  # ended by the barge-in
     events = h.send({"type": "response.cancel", "event_id": "evt_late_cancel"})
     assert errors(events) == [ErrorCode.NO_ACTIVE_RESPONSE]
@@ -590,7 +590,7 @@ async def test_a_cancel_that_races_the_barge_in_gets_openais_benign_error() -> N
 async def test_no_barge_in_when_interrupt_response_is_false() -> None:
     h = Harness(turn_detection=ServerVad(interrupt_response=False))
     h.send_all(appends(spoken("what is seven times six")))
-    h.send_all(appends(spoken("stop", lead_ms=0, tail_ms=0)))
+    h.send_all(appends(spoken("stop", lead_ms=BARGE_IN_LEAD_MS, tail_ms=0)))
     assert not any(isinstance(a, CancelResponse) for a in h.actions)
     assert h.session.response is not None
 
@@ -995,6 +995,8 @@ async def test_speech_right_after_a_commit_merges_the_turns_and_withdraws_the_re
     assert len(item.audio) / 16 > 1500  # both halves and the pause (16 kHz)
     [merged] = [a for a in h.actions if isinstance(a, TurnsMerged)]
     assert merged.detector == "server_vad" and 0 < merged.heard_ms <= 700
+    cancels = [a.reason for a in h.actions if isinstance(a, CancelResponse)]
+    assert cancels == ["turn_merged"]  # not a barge-in, for the metrics
     answer = h.last_start()
     assert answer.response_id != state["first"].response_id
     assert [turn.role for turn in answer.request.turns] == ["user"]
@@ -1060,3 +1062,16 @@ async def test_a_reply_speculation_wrote_whole_before_the_commit_is_withdrawn_to
     deleted = [e["item_id"] for e in events if e["type"] == "conversation.item.deleted"]
     assert state["reply"] is not None and deleted == [state["reply"], state["user"]]
     assert [item.role for item in h.session.items] == ["user"]
+
+
+async def test_speech_after_the_reply_was_heard_is_a_barge_in_even_inside_the_window() -> None:
+    # the reply's first audio goes out at the commit; 1100 ms of pause later it could have
+    # played past MERGE_MAX_HEARD_MS, so the speech that follows interrupts it instead
+    h = Harness(turn_detection=ServerVad(silence_duration_ms=300, merge_window_ms=2000))
+    state = _paused_question(h, pause_ms=1100, play_events=len(DEFAULT_REASONING.split()) + 4)
+    events = await _finish_question(h, state)
+    assert "conversation.item.deleted" not in types(events)
+    assert not any(isinstance(a, TurnsMerged) for a in h.actions)
+    cancels = [a.reason for a in h.actions if isinstance(a, CancelResponse)]
+    assert cancels == ["turn_detected"]  # a barge-in, counted as one
+    assert [item.role for item in h.session.items] == ["user", "assistant", "user"]
