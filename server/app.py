@@ -1,4 +1,5 @@
-"""The HTTP and WebSocket surface: `/v1/realtime`, client secrets, metrics, health, draining.
+"""The HTTP and WebSocket surface: `/v1/realtime`, `/v1/live/sessions` (GPT-Live: the same
+auth, limits, responder and metrics; docs/live.md), client secrets, metrics, health, draining.
 
 app = create_app(responder, Settings(api_keys=("sk-local",)))
 DrainingServer(server_config(app, settings), app.state.drain).run()  # or `serve`
@@ -19,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request, WebSocket
@@ -43,10 +45,20 @@ from server.drain import (
 )
 from server.edge import BodyLimit, OriginCheck, Refusals, is_loopback_host, server_config
 from server.metrics import Metrics
-from server.protocol import ErrorCode, Limits, ProtocolError, Session, SessionConfig
+from server.protocol import (
+    ErrorCode,
+    Limits,
+    LiveSession,
+    ProtocolError,
+    Rendered,
+    Session,
+    SessionConfig,
+    SessionMachine,
+)
 from server.protocol.config import SessionLimits, apply_update
 from server.protocol.errors import error_event
 from server.protocol.items import new_id
+from server.protocol.live import AUDIO_LEAD_MS
 from server.protocol.parse import load_json
 from server.protocol.render import render_session
 from server.settings import Settings
@@ -290,7 +302,17 @@ def create_app(
             metrics.connections_closed.labels(str(ErrorCode.SERVER_ERROR)).inc()
             await _fail(ws)
 
-    async def open_session(ws: WebSocket, model: str | None) -> None:
+    @app.websocket("/v1/live/sessions")
+    async def live(ws: WebSocket) -> None:
+        """GPT-Live over a WebSocket: the client starts it with `session.start`."""
+        try:
+            await open_session(ws, None, live=True)
+        except Exception:  # as /v1/realtime's
+            log.exception("session set-up failed; closing with 1011")
+            metrics.connections_closed.labels(str(ErrorCode.SERVER_ERROR)).inc()
+            await _fail(ws)
+
+    async def open_session(ws: WebSocket, model: str | None, live: bool = False) -> None:
         offered = ws.scope.get("subprotocols", [])
         grant = keys.check(token_from(ws.headers, offered))
         if grant is None:
@@ -302,14 +324,27 @@ def create_app(
         config = config_from(grant.session)
         if model:
             config = dataclasses.replace(config, model=model)
-        session = Session(
-            config,
-            voices,
-            beta=beta,
-            limits=limits,
-            speculate_after_ms=settings.speculative_start_ms or None,
-            vad=settings.vad,
-        )
+        session: SessionMachine
+        if live:
+            started_at = time.time()
+            session = LiveSession(
+                config,
+                voices,
+                limits=limits,
+                speculate_after_ms=settings.speculative_start_ms or None,
+                vad=settings.vad,
+                started_at=started_at,
+                expires_at=int(started_at + settings.max_session_seconds),
+            )
+        else:
+            session = Session(
+                config,
+                voices,
+                beta=beta,
+                limits=limits,
+                speculate_after_ms=settings.speculative_start_ms or None,
+                vad=settings.vad,
+            )
         context = {"session_id": session.id}
         if drain.draining:
             code = ErrorCode.SERVER_SHUTTING_DOWN
@@ -341,6 +376,7 @@ def create_app(
                 max_session_seconds=settings.max_session_seconds,
                 idle_timeout_seconds=settings.idle_timeout_seconds,
                 judge=judge,
+                audio_lead_seconds=AUDIO_LEAD_MS / 1000 if live else None,
             )
             drain.add(connection)
             await connection.run()
@@ -402,13 +438,14 @@ async def _deny(ws: WebSocket, message: str) -> None:
 
 
 async def _refuse(
-    ws: WebSocket, session: Session, code: ErrorCode, message: str, reason: str
+    ws: WebSocket, session: SessionMachine, code: ErrorCode, message: str, reason: str
 ) -> None:
     """At capacity or draining: say so in an error event, then close with 1013 (try again
     later: a balancer or the client's retry finds another server)."""
     for output in session.close(code, message, CLOSE_TRY_AGAIN_LATER):
-        if isinstance(output, dict):
-            await ws.send_text(json.dumps(output))
+        event = output.wire if isinstance(output, Rendered) else output
+        if isinstance(event, dict):
+            await ws.send_text(json.dumps(event))
     await ws.close(CLOSE_TRY_AGAIN_LATER, reason)
 
 

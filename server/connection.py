@@ -25,6 +25,11 @@
 - Draining (server/drain.py): once told to `drain`, the session is closed (close 1012) at its
   first quiet moment: no response running or unfinished, its audio played out, no turn being
   spoken or typed in; `shut_down` (the drain's bound) closes it at once.
+- Dialects: the session machine is the Realtime `Session` or another dialect's machine
+  (`SessionMachine`, server/protocol/machine.py). Another dialect's events come as `Rendered`:
+  what goes on the wire, and the Realtime event it renders, which all the bookkeeping above
+  reads. With `audio_lead_seconds` (GPT-Live, whose clients play all they receive) output audio
+  is paced to real time, at most that far ahead of playback, so that a cancel stops the voice.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -49,10 +54,12 @@ from server.protocol import (
     Close,
     ConfirmResponse,
     ErrorCode,
-    Output,
-    Session,
+    MachineOutput,
+    Rendered,
+    SessionMachine,
     StartResponse,
 )
+from server.protocol.audio import AudioFormat
 from server.protocol.errors import error_event
 from server.protocol.items import new_id
 from server.protocol.session import JudgeTurnEnd, PrepareResponse, Transcribe, TurnsMerged
@@ -84,7 +91,14 @@ DELTA_TYPES = frozenset(
 )
 # Events that belong to no response's stream: they go ahead of the deltas queued before them.
 URGENT_TYPES = frozenset(
-    {"error", "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"}
+    {
+        "error",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        # GPT-Live: the backend's work and delegations go on while the voice plays
+        "response.event",
+        "session.delegation.created",
+    }
 )
 LOW_WATER_FRACTION = 0.5  # writers resume once the outbox has drained to half
 # The client's messages wait (TCP backpressure on the client) above this multiple of the high
@@ -109,6 +123,7 @@ class Queued:
     type: str
     response_id: str | None
     event: dict[str, Any] | None  # what `_after_send` reads; None for deltas (only their id)
+    audio_seconds: float = 0.0  # an audio delta's duration, where output audio is paced
 
 
 class Outbox:
@@ -130,11 +145,15 @@ class Outbox:
         self._in_flight = False  # the sender holds an item it has not finished writing
         self._progress_at = time.monotonic()
 
-    def push(self, event: dict[str, Any]) -> None:
+    def push(
+        self, event: dict[str, Any], wire: dict[str, Any] | None = None, audio_seconds: float = 0.0
+    ) -> None:
+        """Queue `event` (or, for another dialect, `wire`, with `event` its Realtime stand-in)."""
         type_ = event["type"]
         delta = type_ in DELTA_TYPES
+        text = json.dumps(event if wire is None else wire)
         queued = Queued(
-            json.dumps(event), type_, event.get("response_id"), None if delta else event
+            text, type_, event.get("response_id"), None if delta else event, audio_seconds
         )
         self._mark_busy()
         if type_ in URGENT_TYPES:
@@ -184,11 +203,15 @@ class Outbox:
         self._in_flight = False
         self._progress_at = time.monotonic()
 
+    def hold(self, seconds: float) -> None:
+        """The sender holds the item it took for `seconds` on purpose (pacing): not a stall."""
+        self._progress_at = time.monotonic() + seconds
+
     def stalled_for(self, now: float) -> float:
         """Seconds the queue has held events without the sender finishing one; 0 when idle."""
         if not (self._in_flight or self._items):
             return 0.0
-        return now - self._progress_at
+        return max(0.0, now - self._progress_at)
 
     async def wait_writable(self) -> None:
         await self._writable.wait()
@@ -227,7 +250,7 @@ class Connection:
     def __init__(
         self,
         ws: WebSocket,
-        session: Session,
+        session: SessionMachine,
         responder: Responder,
         metrics: Metrics,
         *,
@@ -236,6 +259,7 @@ class Connection:
         max_session_seconds: float,
         idle_timeout_seconds: float,
         judge: EndOfTurnJudge | None = None,
+        audio_lead_seconds: float | None = None,
     ) -> None:
         self.ws = ws
         self.session = session
@@ -266,6 +290,8 @@ class Connection:
         self._in_speech = False
         self._sender: asyncio.Task[None] | None = None
         self._premature_commits = 0
+        self.audio_lead_seconds = audio_lead_seconds  # None: audio goes out as it comes
+        self._paced_until = 0.0  # when the audio written so far has played out at 1x
         self._work = TurnWork(
             session,
             self._call_session,
@@ -416,7 +442,7 @@ class Connection:
 
     # --- outputs -----------------------------------------------------------------------
 
-    def _call_session(self, call: Callable[..., list[Output]], *args: Any) -> None:
+    def _call_session(self, call: Callable[..., Sequence[MachineOutput]], *args: Any) -> None:
         """Run one session method and act on its outputs; the catch-all for the machine."""
         if self._broken:
             return
@@ -438,10 +464,12 @@ class Connection:
         for task in self._responses.values():
             task.cancel()
 
-    def _handle(self, outputs: list[Output]) -> None:
+    def _handle(self, outputs: Sequence[MachineOutput]) -> None:
         for output in outputs:
             if isinstance(output, dict):
                 self._push(output)
+            elif isinstance(output, Rendered):
+                self._push(output.realtime, output.wire, rendered=True)
             elif isinstance(output, StartResponse):
                 self._start(output)
             elif isinstance(output, ConfirmResponse):
@@ -462,7 +490,11 @@ class Connection:
                 self._closing.set()
         self._count_audio()
 
-    def _push(self, event: dict[str, Any]) -> None:
+    def _push(
+        self, event: dict[str, Any], wire: dict[str, Any] | None = None, rendered: bool = False
+    ) -> None:
+        """Bookkeeping on the Realtime `event`, then it, or what renders it (`wire`; None
+        where `rendered`: nothing goes out), into the outbox."""
         type_ = event["type"]
         if type_ == "input_audio_buffer.speech_started":
             self._in_speech = True
@@ -479,7 +511,12 @@ class Connection:
             self.metrics.responses.labels(response["status"]).inc()
         elif type_ == "error":
             self.metrics.protocol_errors.labels(event["error"]["code"]).inc()
-        self.outbox.push(event)
+        if rendered and wire is None:
+            return
+        audio_seconds = 0.0
+        if self.audio_lead_seconds is not None and type_ in AUDIO_DELTA_TYPES:
+            audio_seconds = _audio_seconds(event["delta"], self.session.config.output_format)
+        self.outbox.push(event, wire, audio_seconds)
 
     def _start(self, action: StartResponse) -> None:
         self._started[action.response_id] = action
@@ -616,10 +653,28 @@ class Connection:
                 await self.ws.close(item.code, item.reason[:120])  # a close reason is <= 123 bytes
                 self.outbox.written()
                 return
+            if item.audio_seconds and not await self._pace(item):
+                self.outbox.written()
+                continue  # its response was cancelled while it waited
             await self.ws.send_text(item.text)
             self.outbox.written()
+            if item.audio_seconds:
+                now = time.monotonic()
+                self._paced_until = max(self._paced_until, now) + item.audio_seconds
             if item.event is not None or item.type in AUDIO_DELTA_TYPES:
                 self._after_send(item)
+
+    async def _pace(self, item: Queued) -> bool:
+        """Hold an audio delta until the audio written before it is within
+        `audio_lead_seconds` of playing out; False if its response was cancelled meanwhile.
+        A closing session is not held: what is left goes out before the close."""
+        assert self.audio_lead_seconds is not None
+        wait = self._paced_until - time.monotonic() - self.audio_lead_seconds
+        if wait > 0 and not self._closing.is_set():
+            self.outbox.hold(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), wait)
+        return item.response_id in self._started
 
     def _after_send(self, item: Queued) -> None:
         if item.type in AUDIO_DELTA_TYPES:
@@ -656,6 +711,12 @@ class Connection:
             endpoint = action.committed_at - action.speech_end_at
             self.metrics.stage.labels("endpoint", mode).observe(endpoint)
             self.metrics.endpoint_delay.labels(action.detector).observe(endpoint)
+
+
+def _audio_seconds(delta: str, fmt: AudioFormat) -> float:
+    """The duration of a base64 audio delta, from its length."""
+    n_bytes = len(delta) * 3 // 4 - (2 if delta.endswith("==") else 1 if delta.endswith("=") else 0)
+    return fmt.duration_ms(n_bytes) / 1000
 
 
 def _mode(action: StartResponse) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from server.metrics import Metrics
-from server.protocol import JudgeTurnEnd, Session, Transcribe
+from server.protocol import JudgeTurnEnd, SessionMachine, Transcribe
 from server.protocol.audio import MODEL_SAMPLE_RATE
 from streaming.responder import Responder
 
@@ -78,7 +78,7 @@ class TurnWork:
 
     def __init__(
         self,
-        session: Session,
+        session: SessionMachine,
         call: SessionCall,
         responder: Responder,
         judge: EndOfTurnJudge | None,

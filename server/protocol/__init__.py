@@ -1,7 +1,10 @@
-"""The OpenAI Realtime protocol, free of I/O: event models, configuration, the session machine."""
+"""The OpenAI Realtime protocol, free of I/O: event models, configuration, the session machine
+(and GPT-Live's, `LiveSession`, a translator around it)."""
 
 from server.protocol.config import SessionConfig
 from server.protocol.errors import ErrorCode, ProtocolError
+from server.protocol.live import LiveSession
+from server.protocol.machine import MachineOutput, Rendered, SessionMachine
 from server.protocol.session import (
     Action,
     CancelResponse,
@@ -25,11 +28,15 @@ __all__ = [
     "ErrorCode",
     "JudgeTurnEnd",
     "Limits",
+    "LiveSession",
+    "MachineOutput",
     "Output",
     "PrepareResponse",
     "ProtocolError",
+    "Rendered",
     "Session",
     "SessionConfig",
+    "SessionMachine",
     "StartResponse",
     "Transcribe",
     "TurnsMerged",

@@ -33,12 +33,15 @@ from server.protocol import (
     Close,
     ErrorCode,
     JudgeTurnEnd,
+    LiveSession,
+    Rendered,
     Session,
     StartResponse,
     Transcribe,
 )
 from server.protocol.audio import MODEL_SAMPLE_RATE
 from server.protocol.errors import ProtocolError
+from server.protocol.live import DELEGATE_TOOL_NAME, LiveErrorCode
 from server.protocol.parse import load_json, parse_json, validate
 from server.settings import Settings
 from streaming.responder import (
@@ -47,8 +50,12 @@ from streaming.responder import (
     ResponseEvent,
     ResponseFinished,
     SpeechChunk,
+    ToolCallDelta,
+    ToolCalled,
 )
+from streaming.tool_calls import ToolCall
 from tests.server.helpers import appends, spoken
+from tests.server.test_live import check_live_parses
 from tests.server.test_session import check_sdk_parses
 from tts.base import AudioChunk, WordTiming
 
@@ -402,3 +409,257 @@ def _report() -> None:
     if path:
         with open(path, "w") as out:
             json.dump(STATS, out)
+
+
+# --- GPT-Live (server/protocol/live.py) ----------------------------------------------------------
+
+LIVE_CODES = KNOWN_CODES | {str(code) for code in LiveErrorCode}
+LIVE_FORMATS = st.sampled_from(
+    [
+        {"type": "audio/pcm", "rate": 24000},
+        {"type": "audio/pcm", "rate": 16000},
+        {"type": "audio/pcm", "rate": 44100},
+        {"type": "audio/pcmu", "rate": 8000},
+        {"type": "audio/pcma"},
+        {"type": "audio/opus", "rate": 48000},
+    ]
+)
+LIVE_TOOL = st.one_of(TOOL, st.fixed_dictionaries({"type": st.sampled_from(["web_search", "mcp"])}))
+RESPONSES_FIELDS = {
+    "model": st.sampled_from(["gpt-5.4-mini", "", None]),
+    "instructions": TEXT,
+    "tools": st.lists(LIVE_TOOL, max_size=2),
+    "tool_choice": st.one_of(st.sampled_from(["auto", "none", "required"]), JSON_VALUE),
+    "reasoning": st.fixed_dictionaries(
+        {},
+        optional={
+            "effort": st.sampled_from(["none", "low", "xx"]),
+            "summary": st.sampled_from(["auto", "x"]),
+        },
+    ),
+    "max_output_tokens": TOKENS,
+    "parallel_tool_calls": st.booleans(),
+    "bogus": JSON_VALUE,
+}
+LIVE_DELEGATION = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["client", "responses", "decisions", "nope"])},
+        optional={
+            "responses": st.fixed_dictionaries({}, optional=RESPONSES_FIELDS),  # type: ignore[arg-type]
+            "acknowledgement_delay_ms": st.integers(-5, 5000),
+        },
+    ),
+)
+INITIAL_ITEM = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["developer", "user", "assistant", "system"]),
+        "content": st.lists(
+            st.fixed_dictionaries(
+                {"text": TEXT}, optional={"type": st.sampled_from(["input_text", "output_text"])}
+            ),
+            max_size=2,
+        ),
+    }
+)
+LIVE_SESSION_FIELDS = {
+    "model": st.sampled_from(["gpt-live-1", "", 5]),
+    "instructions": TEXT,
+    "audio": st.fixed_dictionaries(
+        {},
+        optional={
+            "format": LIVE_FORMATS,
+            "output": st.fixed_dictionaries(
+                {}, optional={"voice": st.one_of(st.sampled_from([*VOICES, "marin"]), JSON_VALUE)}
+            ),
+        },
+    ),
+    "delegation": LIVE_DELEGATION,
+    "input": st.lists(INITIAL_ITEM, max_size=3),
+    "store": st.one_of(st.booleans(), st.none()),
+    "triggers": st.lists(JSON_VALUE, max_size=1),
+    "safety_identifier": TEXT,
+    "bogus": JSON_VALUE,
+}
+DELEGATION_IDS = st.one_of(st.none(), st.sampled_from(["deleg_x", "", "LAST"]))
+RESPONSE_ITEM = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.just("function_call_output")},
+        optional={"call_id": st.sampled_from(["call_x", "LAST", ""]), "output": TEXT},
+    ),
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "developer", "tool"])},
+        optional={"type": st.just("message"), "content": st.one_of(TEXT, JSON_VALUE)},
+    ),
+    JSON_VALUE.filter(lambda value: isinstance(value, dict)),
+)
+LIVE_CLIENT_EVENTS = st.one_of(
+    _event(
+        "session.start",
+        session=st.fixed_dictionaries({}, optional=LIVE_SESSION_FIELDS),  # type: ignore[arg-type]
+    ),
+    _event(
+        "session.update",
+        session=st.fixed_dictionaries(
+            {}, optional={"delegation": LIVE_DELEGATION, "triggers": st.lists(JSON_VALUE)}
+        ),
+    ),
+    _event(
+        "session.input_audio.append",
+        audio=st.one_of(
+            st.binary(max_size=2000).map(lambda b: base64.b64encode(b).decode()),
+            st.sampled_from(["", "***", "AAA"]),
+            NUMBER,
+        ),
+    ),
+    _event("session.input_audio.mute"),
+    _event("session.input_audio.unmute"),
+    *(
+        _event(f"session.{kind}.append", content=TEXT, delegation_id=DELEGATION_IDS)
+        for kind in ("instructions", "thinking", "commentary")
+    ),
+    _event("response.item.create", item=RESPONSE_ITEM),
+    _event("response.create"),
+    _event("decision.create"),
+    _event("session.output_audio.fixture.play", audio=TEXT),
+    _event("input_audio_buffer.append", audio=TEXT),
+    _event("nonsense.event", extra=JSON_VALUE),
+)
+LIVE_MESSAGES = st.one_of(
+    LIVE_CLIENT_EVENTS.map(_dump),
+    st.text(max_size=60),
+    st.binary(max_size=60),
+    st.integers(0, len(SPEECH) - 1).map(lambda i: SPEECH[i]),
+    st.just("SPEAK"),
+    st.sampled_from(["[" * 2000, '{"type":' * 200, "{}", "null"]),
+)
+LIVE_REPLY = st.lists(
+    st.sampled_from(["reason", "answer", "speech", "call", "delegate", "finish", "fail"]),
+    max_size=6,
+)
+TOOL_ADD = {"type": "function", "name": "add", "parameters": {"type": "object"}}
+LIVE_START = {
+    "type": "session.start",
+    "session": {
+        "model": "gpt-live-1",
+        "delegation": {
+            "type": "responses",
+            "responses": {"model": "m", "tools": [TOOL_ADD], "reasoning": {"summary": "auto"}},
+        },
+    },
+}
+
+
+class LiveDriver(Driver):
+    """A GPT-Live session driven as the connection drives it; every wire event checked."""
+
+    def __init__(self) -> None:  # noqa: D107 - as Driver's, with the Live machine
+        self.beta = False
+        self.session = LiveSession(default_config(Settings(), VOICES), VOICES)  # type: ignore[assignment]
+        self.clock = 0.0
+        self.started: list[str] = []
+        self.events: list[dict[str, Any]] = []
+        self.delegation: str | None = None
+        self.call: str | None = None
+        self.take(self.session.start())
+
+    def send_live(self, message: str | bytes) -> None:
+        if isinstance(message, str):  # the ids only the session knows
+            call = json.dumps(self.call or "none")
+            message = message.replace('"call_id": "LAST"', f'"call_id": {call}')
+            message = message.replace('"LAST"', json.dumps(self.delegation or "none"))
+        self.send(message)
+
+    def take(self, outputs: list[Any]) -> None:
+        events = []
+        for output in outputs:
+            if isinstance(output, Rendered):
+                if output.wire is not None:
+                    events.append(output.wire)
+            elif isinstance(output, dict):
+                events.append(output)
+        for event in events:
+            STATS["events_out"] += 1
+            assert event["type"] != "error" or event["error"]["code"] in LIVE_CODES, event
+            check_live_parses(event)
+            if event["type"] == "session.delegation.created":
+                self.delegation = event["delegation"]["id"]
+            inner = event.get("event") or {}
+            if inner.get("type") == "response.output_item.done":
+                self.call = inner["item"].get("call_id") or self.call
+        self.events += events
+        super().take([o for o in outputs if not isinstance(o, dict | Rendered)])
+
+    def reply(self, steps: list[str]) -> None:
+        if not self.started:
+            return
+        response_id = self.started[0]
+        for step in steps:
+            if step in ("call", "delegate"):
+                name = "add" if step == "call" else DELEGATE_TOOL_NAME
+                for event in (
+                    ToolCallDelta(0, name, '{"a": 1'),
+                    ToolCalled(0, ToolCall(name, '{"a": 1}')),
+                ):
+                    self.take(self.session.on_response_event(response_id, event))
+                continue
+            if step == "fail":
+                self.started.remove(response_id)
+                self.take(self.session.on_response_failed(response_id))
+                return
+            self.take(self.session.on_response_event(response_id, _responder_event(step)))
+            if step == "finish":
+                self.started.remove(response_id)
+                return
+
+
+def live_normal_turn(driver: LiveDriver) -> None:
+    """After whatever came before: silence (a turn in progress ends), then commentary, said."""
+    session = driver.session
+    assert isinstance(session, LiveSession)
+    if not session.started:
+        driver.send(json.dumps(LIVE_START))
+    assert session.started
+    driver.send(json.dumps({"type": "session.input_audio.unmute"}))
+    silence = base64.b64encode(bytes(960)).decode()
+    for _ in range(75):  # 1.5 s: a turn in progress ends
+        driver.send(json.dumps({"type": "session.input_audio.append", "audio": silence}))
+    for response_id in list(driver.started):
+        driver.take(session.on_response_failed(response_id))
+        driver.started.remove(response_id)
+    driver.events.clear()
+    commentary = {"type": "session.commentary.append", "content": "Hi.", "delegation_id": None}
+    driver.send(json.dumps(commentary))
+    assert driver.started, [e for e in driver.events if e["type"] == "error"]
+    driver.reply(["speech", "answer", "finish"])
+    kinds = [e["type"] for e in driver.events]
+    assert "session.output_audio.delta" in kinds and "session.usage.updated" in kinds, kinds
+
+
+@FUZZ
+@given(
+    messages=st.lists(st.tuples(LIVE_MESSAGES, LIVE_REPLY), max_size=25),
+    begin=st.sampled_from([True, True, True, False]),  # mostly started: events get further
+)
+def test_the_live_session_survives_any_sequence_of_messages(
+    messages: list[tuple[str | bytes, list[str]]], begin: bool
+) -> None:
+    STATS["examples"] += 1
+    driver = LiveDriver()
+    if begin:
+        driver.send(json.dumps(LIVE_START))
+    for message, reply in messages:
+        if message == "SPEAK":
+            for append in SPEECH:
+                driver.send(_live_append(append))
+        elif message in SPEECH:
+            driver.send(_live_append(message))
+        else:
+            driver.send_live(message)
+        driver.reply(reply)
+    live_normal_turn(driver)
+    _report()
+
+
+def _live_append(realtime_append: str) -> str:
+    return realtime_append.replace('"input_audio_buffer.append"', '"session.input_audio.append"')
