@@ -24,7 +24,7 @@ TURN_DETECTIONS: dict[str, TurnDetection | None] = {
 
 # server_vad's silence window of new sessions: shorter than OpenAI's 500 ms, since merging takes
 # back a turn that a pause closed (measured: python -m benchmarks.turns)
-DEFAULT_SILENCE_MS = 500
+DEFAULT_SILENCE_MS = 200
 ENV_PREFIX = "STEP_REALTIME_"
 # as streaming.pipeline.ENGINES (this module imports no model code)
 ENGINES = ("torch", "vllm", "remote")
