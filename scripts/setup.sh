@@ -63,11 +63,18 @@ pip_install 'playwright>=1.49'
 if [ "${PYTHON_ONLY:-0}" = 1 ]; then
     exit 0
 fi
-if ! command -v chromium > /dev/null; then
+# HAProxy: the WebSocket balancer of tests/server/test_two_tiers.py (two front ends on one vLLM
+# tier). espeak-ng needs no package: it ships inside the espeakng-loader wheel.
+APT_MISSING=""
+command -v chromium > /dev/null || APT_MISSING="$APT_MISSING chromium"
+command -v haproxy > /dev/null || [ -x /usr/sbin/haproxy ] || APT_MISSING="$APT_MISSING haproxy"
+if [ -n "$APT_MISSING" ]; then
     if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+        # shellcheck disable=SC2086  # one word per package
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $APT_MISSING
     else
-        echo "setup.sh: tests/web needs Debian's chromium: sudo apt-get install chromium" >&2
+        echo "setup.sh: tests/web and tests/server/test_two_tiers.py need Debian's packages:" \
+            "sudo apt-get install$APT_MISSING" >&2
     fi
 fi
 # The voice-agent frameworks for tests/frameworks/ (pipecat, livekit-agents, openai-agents),

@@ -1,11 +1,16 @@
 """`step-realtime serve` in a child process, for the tests that need the real process (signals,
-exit codes, an installed wheel): its log lines (stderr) are read in a thread."""
+exit codes, an installed wheel): its log lines (stderr) are read in a thread. For the two-tier
+test, a vLLM server (`streaming.engine.serve_vllm`) and HAProxy in front of replicas too."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
 import queue
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
+
+from benchmarks.server_process import free_port
 
 STOP_TIMEOUT_S = 30.0
 
@@ -49,7 +56,8 @@ class ServeProcess:
                 assert self.process.poll() is None, f"the server exited: {''.join(self.log)}"
                 continue
             self.log.append(line)
-            found = re.search(r"http://(127\.0\.0\.1:\d+)", line)
+            # uvicorn's own line: an earlier one may name another server (--engine-url)
+            found = re.search(r"running on http://(127\.0\.0\.1:\d+)", line)
             if found:
                 return found.group(1)
         raise AssertionError(f"the server did not say where it listens: {''.join(self.log)}")
@@ -87,3 +95,135 @@ def repo_server(*flags: str, start_timeout_s: float = 60.0) -> ServeProcess:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     command = [sys.executable, "-m", "server", "serve", "--port", "0", *flags]
     return ServeProcess(command, repo, env, start_timeout_s)
+
+
+# --- two tiers: a vLLM server for the decoder, HAProxy in front of front ends ----------------
+
+
+class VllmTier:
+    """`python -m streaming.engine.serve_vllm CHECKPOINT` on a free port of 127.0.0.1, in a
+    process group of its own (vLLM's engine core and worker are children); `wait_healthy()`
+    waits for `/health`, `stop()` ends the whole group."""
+
+    def __init__(self, checkpoint: Path, *flags: str, start_timeout_s: float = 600.0) -> None:
+        repo = Path(__file__).resolve().parents[2]
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start_timeout_s = start_timeout_s
+        command = [
+            *(sys.executable, "-m", "streaming.engine.serve_vllm", str(checkpoint)),
+            *("--host", "127.0.0.1", "--port", str(self.port), "--uvicorn-log-level", "warning"),
+            *flags,
+        ]
+        env = {**os.environ, "PYTHONPATH": str(repo)}
+        env.setdefault("OMP_NUM_THREADS", "1")
+        self.process = subprocess.Popen(command, cwd=repo, env=env, start_new_session=True)
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"vLLM exited with {self.process.returncode}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"vLLM was not healthy within {self.start_timeout_s:g} s")
+
+    def stop(self) -> None:
+        """SIGTERM to the group, then SIGKILL to what is left of it after the timeout."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+HAPROXY_CONFIG = """\
+global
+    maxconn 256
+
+defaults
+    mode http
+    option redispatch
+    retries 3
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    # a WebSocket, once upgraded, is a tunnel: it may sit idle between turns
+    timeout tunnel 1h
+    timeout client-fin 5s
+
+frontend realtime
+    bind 127.0.0.1:{port}
+    default_backend replicas
+
+backend replicas
+    balance roundrobin
+    # a draining replica answers 503 at once and leaves the pool at the next check
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 200ms fall 1 rise 1
+{servers}
+
+listen stats
+    bind 127.0.0.1:{stats_port}
+    stats enable
+    stats uri /stats
+"""
+
+
+def haproxy_command() -> str | None:
+    """Debian's `haproxy` (in /usr/sbin, which a user's PATH may lack), or None."""
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+
+
+class Haproxy:
+    """HAProxy (Debian's `haproxy`) on a free port of 127.0.0.1 in front of `replicas`
+    ('host:port' each, named s0, s1... in its pool), round robin, with `/readyz` as the
+    health check; `states()` reads its stats page."""
+
+    def __init__(self, replicas: Sequence[str], directory: Path) -> None:
+        self.port, self.stats_port = free_port(), free_port()
+        self.names = {address: f"s{i}" for i, address in enumerate(replicas)}
+        servers = "\n".join(
+            f"    server {name} {address} check" for address, name in self.names.items()
+        )
+        config = directory / "haproxy.cfg"
+        config.write_text(
+            HAPROXY_CONFIG.format(port=self.port, stats_port=self.stats_port, servers=servers)
+        )
+        command = haproxy_command()
+        assert command is not None, "no haproxy: apt-get install haproxy"
+        self.process = subprocess.Popen([command, "-db", "-f", str(config)])
+        self.url = f"ws://127.0.0.1:{self.port}/v1/realtime"
+
+    def states(self) -> dict[str, str]:
+        """Each replica's state in the pool ('UP', 'DOWN'...), by its address."""
+        response = httpx.get(f"http://127.0.0.1:{self.stats_port}/stats;csv", timeout=2)
+        rows = csv.DictReader(response.text.removeprefix("# ").splitlines())
+        by_name = {row["svname"]: row["status"] for row in rows if row["pxname"] == "replicas"}
+        return {address: by_name[name] for address, name in self.names.items()}
+
+    def wait_states(self, wanted: Mapping[str, str], timeout_s: float = 60.0) -> None:
+        """Until the replicas of `wanted` are in those states (e.g. {'127.0.0.1:8001': 'UP'})."""
+        deadline = time.monotonic() + timeout_s
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"haproxy exited with {self.process.returncode}"
+            with contextlib.suppress(httpx.HTTPError):
+                states = self.states()
+                if all(states[a].split()[0] == state for a, state in wanted.items()):
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"haproxy's pool is {states}, not {dict(wanted)}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
