@@ -56,7 +56,7 @@ from server.protocol import (
     SessionMachine,
 )
 from server.protocol.config import SessionLimits, apply_update
-from server.protocol.errors import error_event
+from server.protocol.errors import error_event, error_object
 from server.protocol.items import new_id
 from server.protocol.live import AUDIO_LEAD_MS
 from server.protocol.parse import load_json
@@ -89,8 +89,7 @@ def default_config(settings: Settings, voices: list[str]) -> SessionConfig:
 
 
 def _http_error(status: int, code: str, message: str, param: str | None = None) -> JSONResponse:
-    error = {"type": "invalid_request_error", "code": code, "message": message, "param": param}
-    return JSONResponse({"error": error}, status_code=status)
+    return JSONResponse({"error": error_object(code, message, param=param)}, status_code=status)
 
 
 @contextlib.asynccontextmanager
@@ -428,11 +427,8 @@ def _peer(connection: Request | WebSocket) -> str | None:
 
 async def _deny(ws: WebSocket, message: str) -> None:
     """Refuse the handshake with HTTP 401 where the server supports it, else close 1008."""
-    body = {
-        "error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": message}
-    }
     try:
-        await ws.send_denial_response(JSONResponse(body, status_code=401))
+        await ws.send_denial_response(_http_error(401, "invalid_api_key", message))
     except RuntimeError:
         await ws.close(CLOSE_POLICY_VIOLATION, message)
 
