@@ -54,19 +54,17 @@ import itertools
 import json
 import logging
 import struct
-import threading
 import uuid
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import httpx
 import torch
 
 from streaming.engine.base import (
-    Engine,
     EngineCapacity,
     EngineError,
     FinishReason,
@@ -76,13 +74,13 @@ from streaming.engine.base import (
     check_context,
     check_fork,
 )
+from streaming.engine.loop_thread import LoopThreadEngine, post
 from streaming.engine.streams import QueuedTokenStream
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM
 from streaming.model.config import StepAudio2Config
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 GENERATE_PATH = "/inference/v1/generate"
 ABORT_PATH = "/inference/v1/abort_requests"
@@ -464,7 +462,7 @@ class _Record:
         return len(self.prompt) + len(self.generated)
 
 
-class RemoteEngine(Engine):
+class RemoteEngine(LoopThreadEngine):
     """The decoder of `checkpoint` on the vLLM server at `options.url`. The connection is made
     in the background at construction; `warm_up()` waits for it (EngineError where the server
     cannot be reached), and so does the first request."""
@@ -494,15 +492,10 @@ class RemoteEngine(Engine):
             weakref.WeakValueDictionary()
         )
         self._stream_loops: dict[int, asyncio.AbstractEventLoop] = {}
-        self._closed = False
         self._server_healthy = True
         self._client: httpx.AsyncClient | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="remote-engine")
-        self._thread.daemon = True
-        self._thread.start()
-        self._started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        self._start_loop("remote-engine")
 
     # -- what a server needs -------------------------------------------------------------------
 
@@ -512,7 +505,7 @@ class RemoteEngine(Engine):
 
     @property
     def healthy(self) -> bool:
-        if self._closed or not self._thread.is_alive():
+        if not self._loop_alive():
             return False
         if not self._started.done():
             return True  # connecting
@@ -526,10 +519,6 @@ class RemoteEngine(Engine):
     def server(self) -> ServerInfo | None:
         """What the server said of itself (None until connected)."""
         return self._server
-
-    async def warm_up(self) -> None:
-        await asyncio.wrap_future(self._started)
-        await super().warm_up()
 
     # -- the async interface (caller's loop) ---------------------------------------------------
 
@@ -564,7 +553,7 @@ class RemoteEngine(Engine):
             if loop is asyncio.get_running_loop():
                 stream.cancel_unread()
             else:
-                _post(loop, stream.cancel_unread)
+                post(loop, stream.cancel_unread)
         if not self._closed:
             await self._call(self._cancel(seq_id))
 
@@ -576,29 +565,6 @@ class RemoteEngine(Engine):
         for gone in [i for i in self._stream_loops if i not in self._streams]:
             del self._stream_loops[gone]
         return stream, loop
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self._loop))
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            await asyncio.to_thread(self._thread.join)
-
-    async def __aenter__(self) -> RemoteEngine:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run `coroutine` on the engine's loop and wait for its result here."""
-        if self._closed:
-            coroutine.close()
-            raise RuntimeError("the engine is closed")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
     # -- the engine's loop ---------------------------------------------------------------------
 
@@ -733,25 +699,25 @@ class RemoteEngine(Engine):
                         reason = _FINISH_REASONS.get(reason, FinishReason.STOP)
                         if reason == FinishReason.ERROR:
                             raise EngineError(f"the vLLM server failed request {record.request_id}")
-                    _post(loop, stream.receive, tokens)
+                    post(loop, stream.receive, tokens)
                     end = end or reason
                 if cached is not None:
-                    _post(loop, stream.receive, (), None, None, int(cached))
+                    post(loop, stream.receive, (), None, None, int(cached))
                 # Where the stream's bytes are already in, reading the next line does not yield:
                 # let a cancel and the other streams in between chunks.
                 await asyncio.sleep(0)
             if end is None:
                 raise EngineError(f"the vLLM server ended request {record.request_id} early")
-            _post(loop, stream.receive, (), end)  # after the usage chunk: cached_tokens is set
+            post(loop, stream.receive, (), end)  # after the usage chunk: cached_tokens is set
         except asyncio.CancelledError:
-            _post(loop, stream.receive, (), FinishReason.CANCELLED)
+            post(loop, stream.receive, (), FinishReason.CANCELLED)
             if end is None and self.options.abort_on_cancel:
                 self._abort(record)
         except Exception as error:
             if isinstance(error, httpx.HTTPError):
                 self._server_healthy = False
             logger.error("remote request %s failed: %r", record.request_id, error)
-            _post(loop, stream.receive, (), FinishReason.ERROR, error)
+            post(loop, stream.receive, (), FinishReason.ERROR, error)
         finally:
             record.task = None
             await lines.aclose()
@@ -812,13 +778,6 @@ def _refusal(status: int, message: str) -> Exception:
     if status == 400:
         return ValueError(f"the vLLM server refused the request: {message}")
     return EngineError(f"the vLLM server answered {status}: {message}")
-
-
-def _post(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:  # the caller's event loop is closed: nobody is listening
-        pass
 
 
 __all__ = [

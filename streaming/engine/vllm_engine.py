@@ -27,16 +27,14 @@ import collections
 import importlib.util
 import itertools
 import logging
-import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import torch
 
 from streaming.engine.base import (
-    Engine,
     EngineCapacity,
     EngineError,
     FinishReason,
@@ -46,6 +44,7 @@ from streaming.engine.base import (
     check_context,
     check_fork,
 )
+from streaming.engine.loop_thread import LoopThreadEngine, post
 from streaming.engine.streams import QueuedTokenStream
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM
 from streaming.model.checkpoint import LoadedModel, load_weights
@@ -53,7 +52,6 @@ from streaming.model.config import CheckpointError, StepAudio2Config
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 VLLM_EXTRA_HINT = (
     "the vLLM engine needs vLLM installed: `bash scripts/setup.sh` installs vLLM's CPU build "
@@ -224,7 +222,7 @@ def _runs(positions: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-class VllmEngine(Engine):
+class VllmEngine(LoopThreadEngine):
     """The decoder of `checkpoint` on vLLM. vLLM starts in the background at construction;
     `warm_up()` waits for it (and raises EngineError where it cannot start), and so does the
     first request."""
@@ -242,13 +240,8 @@ class VllmEngine(Engine):
         self._capacity = EngineCapacity(self.options.max_sequences, 0, self.max_context)
         self._ids = itertools.count()
         self._records: collections.OrderedDict[int, _Record] = collections.OrderedDict()
-        self._closed = False
         self._llm: Any = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine")
-        self._thread.daemon = True
-        self._thread.start()
-        self._started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        self._start_loop("vllm-engine")
 
     # -- what a server needs -------------------------------------------------------------------
 
@@ -258,7 +251,7 @@ class VllmEngine(Engine):
 
     @property
     def healthy(self) -> bool:
-        if self._closed or not self._thread.is_alive():
+        if not self._loop_alive():
             return False
         if not self._started.done():
             return True  # starting
@@ -267,10 +260,6 @@ class VllmEngine(Engine):
     @property
     def active_sequences(self) -> int:
         return sum(1 for r in self._records.values() if r.task is not None)
-
-    async def warm_up(self) -> None:
-        await asyncio.wrap_future(self._started)
-        await super().warm_up()
 
     # -- the async interface (caller's loop) ---------------------------------------------------
 
@@ -300,29 +289,6 @@ class VllmEngine(Engine):
     async def cancel(self, seq_id: int) -> None:
         if not self._closed:
             await self._call(self._cancel(seq_id))
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self._loop))
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            await asyncio.to_thread(self._thread.join)
-
-    async def __aenter__(self) -> VllmEngine:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run `coroutine` on the engine's loop and wait for its result here."""
-        if self._closed:
-            coroutine.close()
-            raise RuntimeError("the engine is closed")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
     # -- the engine's loop ---------------------------------------------------------------------
 
@@ -440,16 +406,16 @@ class VllmEngine(Engine):
                     reason = _FINISH_REASONS.get(completion.finish_reason, FinishReason.STOP)
                 if cached is None:
                     cached = int(output.num_cached_tokens or 0)
-                    _post(loop, stream.receive, tokens, reason, None, cached)
+                    post(loop, stream.receive, tokens, reason, None, cached)
                 else:
-                    _post(loop, stream.receive, tokens, reason)
+                    post(loop, stream.receive, tokens, reason)
         except asyncio.CancelledError:
-            _post(loop, stream.receive, (), FinishReason.CANCELLED)
+            post(loop, stream.receive, (), FinishReason.CANCELLED)
         except Exception as error:
             logger.exception("vLLM request %s failed", record.request_id)
-            _post(loop, stream.receive, (), FinishReason.ERROR, error)
+            post(loop, stream.receive, (), FinishReason.ERROR, error)
         else:
-            _post(loop, stream.receive, (), FinishReason.STOP)  # ends it if vLLM did not
+            post(loop, stream.receive, (), FinishReason.STOP)  # ends it if vLLM did not
         finally:
             record.task = None
 
@@ -487,13 +453,6 @@ class VllmEngine(Engine):
             self._llm = None  # its finaliser would shut it down again at interpreter exit
         elif not self._started.done():
             self._started.cancel()
-
-
-def _post(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:  # the caller's event loop is closed: nobody is listening
-        pass
 
 
 __all__ = [
