@@ -126,6 +126,22 @@ class FakeVllm:
         return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
 
 
+async def test_wire_dtype_and_api_key_reach_the_request(tiny_checkpoint: Path, hidden: int) -> None:
+    server = FakeVllm([5, 9])
+    engine = fake_engine(tiny_checkpoint, server, wire_dtype="bfloat16", api_key="sk-tier")
+    await engine.warm_up()
+    rows = torch.randn(2, hidden)
+    stream = await engine.submit(Prompt([1, PATCH, PATCH, 2], rows, PATCH), SamplingParams())
+    assert [t async for t in stream] == [5, 9]
+    request = server.generated[-1]
+    assert request.headers["Authorization"] == "Bearer sk-tier"
+    sent = json.loads(request.content)["features"]["kwargs_data"]["audio"]
+    assert sent == [audio_item(rows.to(torch.bfloat16))[0]]  # half the bytes of float32 rows
+    await engine.close()
+    with pytest.raises(ValueError, match="wire_dtype"):
+        RemoteOptions("http://fake:1", wire_dtype="int8")
+
+
 @pytest.fixture
 def hidden(tiny_checkpoint: Path) -> int:
     return int(StepAudio2Config.from_file(tiny_checkpoint).text.hidden_size)
