@@ -13,10 +13,13 @@
   queued, so that its `response.done` follows at once.
 - One task per response consumes the responder. Cancelling it closes the responder's async
   generator, whose `finally` stops the engine and the speech stream.
-- A response's usage and stage timings are observed when its `response.done` goes out, so a
-  discarded speculative start leaves no trace beyond the speculation counters. Responses are
-  counted by status when their `response.done` is queued; those cut by a disconnect count as
-  `cancelled`.
+- One record per response (`ResponseRecord`), from its start until its `response.done` is
+  written or it is cancelled, and its task has ended.
+- The metrics are their own piece (server/observe.py), told of the session's outputs and of
+  the moments they reach the client. A response's usage and stage timings are observed when
+  its `response.done` goes out, so a discarded speculative start leaves no trace beyond the
+  speculation counters. Responses are counted by status when their `response.done` is queued;
+  those cut by a disconnect count as `cancelled`.
 - Catch-all: an exception that escapes the session machine is logged with the session id, the
   client gets a generic `server_error` and the connection closes with 1011.
 - Idle: a session is idle while nothing is heard (no speech from turn detection) and no
@@ -36,19 +39,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeGuard
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.drain import CLOSE_SERVICE_RESTART, CLOSED_MESSAGE
 from server.metrics import Metrics
+from server.observe import ConnectionObserver
 from server.protocol import (
     CancelResponse,
     Close,
@@ -59,10 +62,16 @@ from server.protocol import (
     SessionMachine,
     StartResponse,
 )
+from server.protocol.actions import (
+    Action,
+    JudgeTurnEnd,
+    PrepareResponse,
+    Transcribe,
+    TurnsMerged,
+)
 from server.protocol.audio import AudioFormat
 from server.protocol.errors import error_event
 from server.protocol.items import new_id
-from server.protocol.session import JudgeTurnEnd, PrepareResponse, Transcribe, TurnsMerged
 from server.turn_work import EndOfTurnJudge, TurnWork
 from streaming.responder import (
     AnswerDelta,
@@ -72,7 +81,6 @@ from streaming.responder import (
     ResponseFinished,
     ResponseRefused,
 )
-from streaming.scheduler import mode_for_effort
 from streaming.turns.machine import TurnState
 
 log = logging.getLogger("server.connection")
@@ -100,6 +108,9 @@ URGENT_TYPES = frozenset(
         "session.delegation.created",
     }
 )
+# Events that restart the idle clock; speech events also say whether the user is speaking.
+SPEECH_TYPES = frozenset({"input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"})
+IDLE_CLOCK_TYPES = SPEECH_TYPES | {"response.created", "response.done"}
 LOW_WATER_FRACTION = 0.5  # writers resume once the outbox has drained to half
 # The client's messages wait (TCP backpressure on the client) above this multiple of the high
 # water mark: only the answers to its own messages can take the queue there.
@@ -246,6 +257,23 @@ def _is_delta(item: Queued | Close) -> TypeGuard[Queued]:
     return isinstance(item, Queued) and item.type in DELTA_TYPES
 
 
+@dataclass
+class ResponseRecord:
+    """What the connection keeps of one response."""
+
+    start: StartResponse  # its latency fields as confirmed, for a speculative start
+    task: asyncio.Task[None] | None = None  # consumes the responder
+    awaiting_audio: bool = False  # the client's, and its first audio not written yet
+    told: bool = False  # the client was told of it and its `response.done` is not queued yet
+    finished: ResponseFinished | None = None  # observed when its `response.done` goes out
+    tokens: int = 0  # decoded so far (for the work a discarded speculation wasted)
+    over: bool = False  # its `response.done` written, or it was cancelled
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
 class Connection:
     def __init__(
         self,
@@ -265,19 +293,13 @@ class Connection:
         self.session = session
         self.responder = responder
         self.metrics = metrics
+        self.observe = ConnectionObserver(metrics)
         self.outbox = Outbox(send_queue_bytes)
         self.send_stall_seconds = send_stall_seconds
         self.max_session_seconds = max_session_seconds
         self.idle_timeout_seconds = idle_timeout_seconds
-        self._responses: dict[str, asyncio.Task[None]] = {}
-        self._started: dict[str, StartResponse] = {}  # until response.done or cancel
-        self._latency: dict[str, StartResponse] = {}  # responses awaiting their first audio
-        self._finished: dict[str, ResponseFinished] = {}  # observed when response.done goes out
-        self._tokens: dict[str, int] = {}  # decoded so far, per response (for wasted work)
-        self._open: set[str] = set()  # responses the client was told of, until their done
+        self._records: dict[str, ResponseRecord] = {}
         self._preparing: set[asyncio.Task[None]] = set()  # work ahead on turns in progress
-        self._audio_in_ms = 0.0
-        self._audio_out_ms = 0.0
         self._context = {"session_id": session.id}
         self._closing = asyncio.Event()  # a Close is queued
         self._draining = False  # the server drains: close at the first quiet moment
@@ -289,7 +311,6 @@ class Connection:
         self._playing_until = now  # when the audio sent so far has played out at 1x
         self._in_speech = False
         self._sender: asyncio.Task[None] | None = None
-        self._premature_commits = 0
         self.audio_lead_seconds = audio_lead_seconds  # None: audio goes out as it comes
         self._paced_until = 0.0  # when the audio written so far has played out at 1x
         self._work = TurnWork(
@@ -298,9 +319,19 @@ class Connection:
             responder,
             judge,
             metrics,
-            lambda response_id: response_id in self._latency,
+            self._awaiting_audio,
             self._context,
         )
+        self._act: dict[type, Callable[[Any], None]] = {
+            StartResponse: self._start,
+            ConfirmResponse: self._confirm,
+            CancelResponse: self._cancel,
+            PrepareResponse: self._prepare,
+            JudgeTurnEnd: self._work.judge_turn_end,
+            Transcribe: self._work.transcribe,
+            TurnsMerged: self.observe.merged,
+            Close: self._queue_close,
+        }
 
     async def run(self) -> None:
         sender = self._sender = asyncio.create_task(self._send_loop())
@@ -329,16 +360,15 @@ class Connection:
         finally:
             for task in (receiver, watchdog, closing):
                 task.cancel()
-            tasks = [*self._responses.values(), *self._preparing]
+            tasks = [*self._response_tasks(), *self._preparing]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._work.close()
             sender.cancel()
             await asyncio.gather(sender, receiver, watchdog, closing, return_exceptions=True)
-            for _ in self._open:  # cut by the disconnect: the client never got their done
-                self.metrics.responses.labels("cancelled").inc()
-            self._open.clear()
+            self.observe.disconnected(sum(record.told for record in self._records.values()))
+            self._records.clear()
 
     async def _receive_loop(self) -> None:
         while True:
@@ -402,7 +432,7 @@ class Connection:
     def _quiet(self, now: float) -> bool:
         """Nothing a close would cut: no response running or unfinished, its audio played out
         (at 1x), no turn being spoken (or, without turn detection, audio not committed yet)."""
-        if self._open or self._responses or self._in_speech or now < self._playing_until:
+        if self._busy() or self._in_speech or now < self._playing_until:
             return False
         turns = self.session.turns
         if turns.state == TurnState.MANUAL:
@@ -410,9 +440,13 @@ class Connection:
         return turns.state == TurnState.LISTENING
 
     def _idle_for(self, now: float) -> float:
-        if self._in_speech or self._open or self._responses:
+        if self._in_speech or self._busy():
             return 0.0
         return now - max(self._heard_at, self._playing_until)
+
+    def _busy(self) -> bool:
+        """A response runs, or the client has not had its `response.done` yet."""
+        return any(record.told or record.running for record in self._records.values())
 
     def _next_check(self, now: float) -> float:
         idle_left = self.idle_timeout_seconds - self._idle_for(now)
@@ -441,6 +475,7 @@ class Connection:
             await asyncio.wait_for(self.ws.close(code, reason), CLOSE_TIMEOUT_SECONDS)
 
     # --- outputs -----------------------------------------------------------------------
+    # --- outputs -----------------------------------------------------------------------
 
     def _call_session(self, call: Callable[..., Sequence[MachineOutput]], *args: Any) -> None:
         """Run one session method and act on its outputs; the catch-all for the machine."""
@@ -461,7 +496,7 @@ class Connection:
         self.outbox.push(event)
         self.outbox.push_close(Close(CLOSE_INTERNAL_ERROR, "internal error"))
         self._closing.set()
-        for task in self._responses.values():
+        for task in self._response_tasks():
             task.cancel()
 
     def _handle(self, outputs: Sequence[MachineOutput]) -> None:
@@ -470,25 +505,14 @@ class Connection:
                 self._push(output)
             elif isinstance(output, Rendered):
                 self._push(output.realtime, output.wire, rendered=True)
-            elif isinstance(output, StartResponse):
-                self._start(output)
-            elif isinstance(output, ConfirmResponse):
-                self._confirm(output)
-            elif isinstance(output, CancelResponse):
-                self._cancel(output)
-            elif isinstance(output, PrepareResponse):
-                self._prepare(output)
-            elif isinstance(output, JudgeTurnEnd):
-                self._work.judge_turn_end(output)
-            elif isinstance(output, Transcribe):
-                self._work.transcribe(output)
-            elif isinstance(output, TurnsMerged):
-                self.metrics.turn_merges.labels(output.detector).inc()
-                self.metrics.merge_heard_seconds.observe(output.heard_ms / 1000)
-            elif isinstance(output, Close):
-                self.outbox.push_close(output)
-                self._closing.set()
-        self._count_audio()
+            else:
+                self._carry_out(output)
+        added_s = self.observe.session_grew(self.session)
+        if added_s:  # the client plays it at 1x: the session is not idle before it has
+            self._playing_until = max(self._playing_until, time.monotonic()) + added_s
+
+    def _carry_out(self, action: Action) -> None:
+        self._act[type(action)](action)
 
     def _push(
         self, event: dict[str, Any], wire: dict[str, Any] | None = None, rendered: bool = False
@@ -496,21 +520,15 @@ class Connection:
         """Bookkeeping on the Realtime `event`, then it, or what renders it (`wire`; None
         where `rendered`: nothing goes out), into the outbox."""
         type_ = event["type"]
-        if type_ == "input_audio_buffer.speech_started":
-            self._in_speech = True
+        if type_ in IDLE_CLOCK_TYPES:
             self._heard_at = time.monotonic()
-        elif type_ == "input_audio_buffer.speech_stopped":
-            self._in_speech = False
-            self._heard_at = time.monotonic()
-        elif type_ == "response.created":
-            self._heard_at = time.monotonic()
-        elif type_ == "response.done":
-            self._heard_at = time.monotonic()
-            response = event["response"]
-            self._open.discard(response["id"])
-            self.metrics.responses.labels(response["status"]).inc()
-        elif type_ == "error":
-            self.metrics.protocol_errors.labels(event["error"]["code"]).inc()
+            if type_ in SPEECH_TYPES:
+                self._in_speech = type_ == "input_audio_buffer.speech_started"
+        if type_ == "response.done":
+            record = self._records.get(event["response"]["id"])
+            if record is not None:
+                record.told = False
+        self.observe.queued(event)
         if rendered and wire is None:
             return
         audio_seconds = 0.0
@@ -518,55 +536,78 @@ class Connection:
             audio_seconds = _audio_seconds(event["delta"], self.session.config.output_format)
         self.outbox.push(event, wire, audio_seconds)
 
+    def _queue_close(self, action: Close) -> None:
+        self.outbox.push_close(action)
+        self._closing.set()
+
+    # --- responses ---------------------------------------------------------------------
+
     def _start(self, action: StartResponse) -> None:
-        self._started[action.response_id] = action
-        if action.speculative:
-            self.metrics.speculative_starts.inc()
-        else:
-            self._latency[action.response_id] = action
-            self._open.add(action.response_id)
-        task = asyncio.create_task(self._run_response(action))
-        self._responses[action.response_id] = task
-        task.add_done_callback(lambda _: self._responses.pop(action.response_id, None))
+        live = not action.speculative
+        record = ResponseRecord(action, awaiting_audio=live, told=live)
+        self._records[action.response_id] = record
+        self.observe.started(action)
+        record.task = asyncio.create_task(self._run_response(action))
+        record.task.add_done_callback(lambda _: self._release(action.response_id))
         log.info(
             "speculative response started" if action.speculative else "response started",
             extra={**self._context, "response_id": action.response_id},
         )
 
     def _confirm(self, action: ConfirmResponse) -> None:
-        started = self._started.get(action.response_id)
-        if started is not None:
-            self._latency[action.response_id] = dataclasses.replace(
-                started,
+        record = self._records.get(action.response_id)
+        if record is not None:
+            record.start = replace(
+                record.start,
                 speech_end_at=action.speech_end_at,
                 committed_at=action.committed_at,
                 detector=action.detector,
             )
-        self._open.add(action.response_id)
-        self.metrics.speculations.labels("used").inc()
+            record.awaiting_audio = record.told = True
+        self.observe.confirmed()
         log.info(
             "speculation confirmed", extra={**self._context, "response_id": action.response_id}
         )
 
     def _cancel(self, action: CancelResponse) -> None:
-        self._started.pop(action.response_id, None)
-        self._latency.pop(action.response_id, None)
-        self._finished.pop(action.response_id, None)
-        tokens = self._tokens.pop(action.response_id, 0)
-        # interruption flushes what was not sent yet
-        self.metrics.flushed_bytes.inc(self.outbox.purge(action.response_id))
-        task = self._responses.get(action.response_id)
-        if task is not None:
-            task.cancel()
-        if action.reason == "turn_detected":
-            self.metrics.barge_ins.inc()
-        elif action.reason == "speculation_discarded":
-            self.metrics.speculations.labels("discarded").inc()
-            self.metrics.speculation_wasted_tokens.inc(tokens)
+        record = self._records.get(action.response_id)
+        tokens = 0
+        if record is not None:
+            tokens = record.tokens
+            if record.task is not None:
+                record.task.cancel()
+            self._end(record)
+        self.observe.cancelled(action, tokens, self.outbox.purge(action.response_id))
         log.info(
             "response cancelled",
             extra={**self._context, "response_id": action.response_id, "reason": action.reason},
         )
+
+    def _end(self, record: ResponseRecord) -> None:
+        """Its `response.done` was written, or it was cancelled: nothing more is observed of
+        it, and it goes once its task has ended."""
+        record.over = True
+        record.awaiting_audio = False
+        record.finished = None
+        record.tokens = 0
+        self._release(record.start.response_id)
+
+    def _release(self, response_id: str) -> None:
+        record = self._records.get(response_id)
+        if record is not None and record.over and not record.running and not record.told:
+            del self._records[response_id]
+
+    def _live(self, response_id: str | None) -> ResponseRecord | None:
+        """The response's record, unless it is over."""
+        record = self._records.get(response_id or "")
+        return record if record is not None and not record.over else None
+
+    def _awaiting_audio(self, response_id: str) -> bool:
+        record = self._live(response_id)
+        return record is not None and record.awaiting_audio
+
+    def _response_tasks(self) -> list[asyncio.Task[None]]:
+        return [r.task for r in self._records.values() if r.task is not None and r.running]
 
     def _prepare(self, action: PrepareResponse) -> None:
         task = asyncio.create_task(self._run_prepare(action))
@@ -585,10 +626,11 @@ class Connection:
         try:
             async for event in stream:
                 await self.outbox.wait_writable()
-                if isinstance(event, ReasoningDelta | AnswerDelta):
-                    self._tokens[response_id] = self._tokens.get(response_id, 0) + event.tokens
-                elif isinstance(event, ResponseFinished):
-                    self._finished[response_id] = event
+                record = self._live(response_id)
+                if record is not None and isinstance(event, ReasoningDelta | AnswerDelta):
+                    record.tokens += event.tokens
+                elif record is not None and isinstance(event, ResponseFinished):
+                    record.finished = event
                 self._call_session(self.session.on_response_event, response_id, event)
                 if isinstance(event, ResponseFinished) or self._broken:
                     break
@@ -620,30 +662,6 @@ class Connection:
             if aclose is not None:
                 await aclose()
 
-    def _observe_finished(self, event: ResponseFinished, mode: str) -> None:
-        for stage, seconds in event.stage_seconds.items():
-            self.metrics.stage.labels(stage, mode).observe(seconds)
-        self.metrics.reasoning_tokens.inc(event.reasoning_tokens)
-        self.metrics.answer_tokens.inc(event.answer_tokens)
-
-    def _count_audio(self) -> None:
-        premature = self.session.turns.stats.premature_commits
-        if premature > self._premature_commits:
-            detection = self.session.config.turn_detection
-            detector = detection.type if detection is not None else "client"
-            self.metrics.premature_commits.labels(detector).inc(premature - self._premature_commits)
-            self._premature_commits = premature
-        stats = self.session.stats
-        if stats.audio_in_ms > self._audio_in_ms:
-            self.metrics.audio_in.inc((stats.audio_in_ms - self._audio_in_ms) / 1000)
-            self._audio_in_ms = stats.audio_in_ms
-        if stats.audio_out_ms > self._audio_out_ms:
-            added_s = (stats.audio_out_ms - self._audio_out_ms) / 1000
-            self.metrics.audio_out.inc(added_s)
-            self._audio_out_ms = stats.audio_out_ms
-            # the client plays it at 1x: the session is not idle before it has played out
-            self._playing_until = max(self._playing_until, time.monotonic()) + added_s
-
     # --- the one send path -------------------------------------------------------------
 
     async def _send_loop(self) -> None:
@@ -674,23 +692,23 @@ class Connection:
             self.outbox.hold(wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), wait)
-        return item.response_id in self._started
+        return self._live(item.response_id) is not None
 
     def _after_send(self, item: Queued) -> None:
         if item.type in AUDIO_DELTA_TYPES:
-            action = self._latency.pop(item.response_id or "", None)
-            if action is not None:
-                self._observe_first_audio(action, time.monotonic())
-                self._work.response_spoke(action.response_id)
+            record = self._live(item.response_id)
+            if record is not None and record.awaiting_audio:
+                record.awaiting_audio = False
+                self.observe.first_audio(record.start, time.monotonic())
+                self._work.response_spoke(record.start.response_id)
         elif item.type == "response.done" and item.event is not None:
             response = item.event["response"]
             self._work.response_spoke(response["id"])
-            started = self._started.pop(response["id"], None)
-            self._latency.pop(response["id"], None)
-            self._tokens.pop(response["id"], None)
-            finished = self._finished.pop(response["id"], None)
-            if finished is not None and started is not None:
-                self._observe_finished(finished, _mode(started))
+            record = self._live(response["id"])
+            if record is not None:
+                if record.finished is not None:
+                    self.observe.finished(record.start, record.finished)
+                self._end(record)
             log.info(
                 "response done",
                 extra={
@@ -700,25 +718,8 @@ class Connection:
                 },
             )
 
-    def _observe_first_audio(self, action: StartResponse, written_at: float) -> None:
-        mode = _mode(action)
-        if action.committed_at is not None:
-            self.metrics.stage.labels("server", mode).observe(written_at - action.committed_at)
-        if action.speech_end_at is None:
-            return  # no VAD turn: first-packet latency is defined from the end of speech
-        self.metrics.first_audio_latency.labels(mode).observe(written_at - action.speech_end_at)
-        if action.committed_at is not None:
-            endpoint = action.committed_at - action.speech_end_at
-            self.metrics.stage.labels("endpoint", mode).observe(endpoint)
-            self.metrics.endpoint_delay.labels(action.detector).observe(endpoint)
-
 
 def _audio_seconds(delta: str, fmt: AudioFormat) -> float:
     """The duration of a base64 audio delta, from its length."""
     n_bytes = len(delta) * 3 // 4 - (2 if delta.endswith("==") else 1 if delta.endswith("=") else 0)
     return fmt.duration_ms(n_bytes) / 1000
-
-
-def _mode(action: StartResponse) -> str:
-    """The `mode` label: the reasoning scheduler's mode for the response's effort."""
-    return mode_for_effort(action.request.reasoning_effort)

@@ -43,20 +43,15 @@ from pydantic import BaseModel
 
 from server.protocol import live_models as lm
 from server.protocol import models as m
+from server.protocol.actions import CancelResponse, Close, Output
 from server.protocol.audio import AudioFormat, encode_samples
 from server.protocol.config import SessionConfig, apply_update, check_voice
 from server.protocol.errors import ErrorCode, ProtocolError, error_object
 from server.protocol.items import Item, new_id
 from server.protocol.machine import MachineOutput, Rendered
 from server.protocol.parse import b64decode, parse_json, sniff_event_id
-from server.protocol.session import (
-    CancelResponse,
-    Close,
-    Limits,
-    Output,
-    Session,
-    SessionStats,
-)
+from server.protocol.session import Limits, Session
+from server.protocol.stats import SessionStats
 from streaming.responder import ResponseEvent
 from streaming.turns.machine import PREPARE_EVERY_MS, TurnState, TurnTaking
 

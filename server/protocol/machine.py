@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from server.protocol.actions import Output
 from server.protocol.config import SessionConfig
 from server.protocol.errors import ErrorCode
-from server.protocol.session import Output, SessionStats
+from server.protocol.stats import SessionStats
 from streaming.responder import ResponseEvent
 from streaming.turns.machine import TurnTaking
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from server.protocol import ErrorCode, JudgeTurnEnd, StartResponse, Transcribe
-from server.protocol.session import ConfirmResponse
+from server.protocol.actions import ConfirmResponse
 from streaming.responder import (
     AnswerDelta,
     ReasoningDelta,
