@@ -34,7 +34,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -42,12 +42,29 @@ import numpy as np
 from pydantic import BaseModel
 
 from server.protocol import live_models as lm
-from server.protocol import models as m
 from server.protocol.actions import CancelResponse, Close, Output
 from server.protocol.audio import AudioFormat, encode_samples
 from server.protocol.config import SessionConfig, apply_update, check_voice
 from server.protocol.errors import ErrorCode, ProtocolError, error_object
 from server.protocol.items import Item, new_id
+from server.protocol.live_backend import (
+    Backend,
+    Delegation,
+    function_call,
+    reasoning_item,
+    responses_usage,
+)
+from server.protocol.live_settings import (
+    DELEGATE_TOOL_NAME,
+    Delegating,
+    decisions_error,
+    delegating_of,
+    initial_item,
+    inner_update,
+    live_format,
+    render_format,
+    text_of,
+)
 from server.protocol.machine import MachineOutput, Rendered
 from server.protocol.parse import b64decode, parse_json, sniff_event_id
 from server.protocol.session import Limits, Session
@@ -58,38 +75,10 @@ from streaming.turns.machine import PREPARE_EVERY_MS, TurnState, TurnTaking
 # The connection sends output audio at most this far ahead of its playback (server/connection.py)
 # and a reply cut by a barge-in keeps what played before it plus this much.
 AUDIO_LEAD_MS = 500
-# client delegation: the one tool R1 is shown, whose call is a delegation to the application
-DELEGATE_TOOL_NAME = "delegate"
-DELEGATE_TOOL: dict[str, Any] = {
-    "type": "function",
-    "name": DELEGATE_TOOL_NAME,
-    "description": (
-        "Hand a task to the application: anything you cannot do or know yourself (look-ups, "
-        "actions, the user's data). Tell the user briefly that you are on it; the result comes "
-        "back to you, and you tell the user."
-    ),
-    "parameters": {
-        "type": "object",
-        "properties": {"task": {"type": "string", "description": "what to find out or do"}},
-        "required": ["task"],
-    },
-}
 # How appended context reaches R1 (a system turn in the conversation), where no delegation's
 # call is there to take it as its output.
 THINKING_NOTE = "Context for you, not to be read out unless it becomes relevant: {}"
 COMMENTARY_NOTE = "Tell the user this now, in your own words: {}"
-# GPT-Live's backend efforts -> R1's (its thinking-while-speaking modes)
-EFFORTS = {
-    "none": "minimal",
-    "minimal": "minimal",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "xhigh",
-}
-TOOL_CHOICES = ("auto", "none", "required")
-PCM_RATES = (16_000, 24_000)
-G711_RATE = 8_000
 MAX_DELEGATIONS = 256  # remembered per session; older ones can no longer be answered
 MAX_TURN_SPANS = 64  # user turns whose span on the timeline is kept for their transcript
 CLOSE_REASONS = {  # why the server closed -> session.closed's reason
@@ -125,13 +114,6 @@ class Phase(Enum):
 
 
 @dataclass
-class Delegation:
-    id: str
-    target: str  # "client" or "responses"
-    calls: dict[str, bool] = field(default_factory=dict)  # call_id -> its output arrived
-
-
-@dataclass
 class Voice:
     """A reply's spoken answer on the session timeline."""
 
@@ -141,40 +123,12 @@ class Voice:
 
 
 @dataclass
-class Backend:
-    """One inner response's work as a Responses stream, wrapped in `response.event`."""
-
-    delegation: Delegation
-    response_id: str
-    sequence: int = 0
-    output: list[str] = field(default_factory=list)  # its output items' ids, in order
-    reasoning_id: str | None = None  # the reasoning item open now
-    reasoning: str = ""
-    calls: list[str] = field(default_factory=list)  # call_ids it completed
-
-
-@dataclass
 class Reply:
     """An inner response from `response.created` to `response.done`."""
 
     id: str
     voice: Voice | None = None
     backend: Backend | None = None
-
-
-@dataclass
-class Delegating:
-    """The session's delegation settings (the only ones `session.update` may change)."""
-
-    type: str = "client"
-    acknowledgement_delay_ms: int = 0
-    responses: dict[str, Any] = field(default_factory=dict)  # as given, with updates merged
-    tools: list[dict[str, Any]] = field(default_factory=list)  # Realtime function tools
-    tool_choice: str | dict[str, str] = "auto"
-    reasoning_effort: str | None = None
-    reasoning_visible: bool = False
-    instructions: str = ""  # the backend's
-    max_output_tokens: int | None = None
 
 
 class LiveSession:
@@ -386,21 +340,21 @@ class LiveSession:
                 "session.store",
             )
         if given.triggers:
-            raise _decisions_error("session.triggers")
+            raise decisions_error("session.triggers")
         if given.client is not None:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED_FEATURE,
                 "session.client configures a WebRTC front end; this is a WebSocket session",
                 "session.client",
             )
-        delegating = self._delegating_of(given.delegation, None)
-        fmt = _format(given.audio.format if given.audio else None)
+        delegating = delegating_of(given.delegation, None)
+        fmt = live_format(given.audio.format if given.audio else None)
         voice = self._voice(
             given.audio.output.voice if given.audio and given.audio.output else None
         )
         front = given.instructions if given.instructions and given.instructions.strip() else None
         front = front if front is not None else self._default_instructions
-        items = [_initial_item(item) for item in given.input or []]
+        items = [initial_item(item) for item in given.input or []]
         if len(items) > self._limits.max_items:
             raise ProtocolError(
                 ErrorCode.INVALID_VALUE,
@@ -417,7 +371,7 @@ class LiveSession:
                     f"{self._limits.max_item_chars}",
                     f"session.input.{index}.content.0.text",
                 )
-        update = self._update_of(delegating, front)
+        update = inner_update(delegating, front)
         audio = {"format": fmt}
         update["audio"] = {
             "input": {
@@ -445,10 +399,10 @@ class LiveSession:
     def _on_update(self, event: lm.SessionUpdate) -> None:
         given = event.session
         if given.triggers:
-            raise _decisions_error("session.triggers")
+            raise decisions_error("session.triggers")
         if given.delegation is not None:
-            delegating = self._delegating_of(given.delegation, self._delegating)
-            update = self._update_of(delegating, self._instructions)
+            delegating = delegating_of(given.delegation, self._delegating)
+            update = inner_update(delegating, self._instructions)
             self._check(update)
             self._inner({"type": "session.update", "event_id": event.event_id, "session": update})
             self._delegating = delegating
@@ -516,14 +470,12 @@ class LiveSession:
                     "send the call_id of a function_call item the backend completed",
                     "item.call_id",
                 )
-            output = given.output if isinstance(given.output, str) else _text_of(given.output)
+            output = given.output if isinstance(given.output, str) else text_of(given.output)
             if self._add_output(delegation, output, event.event_id, given.call_id):
                 self._continues = delegation
         elif kind == "message":
             message = lm.validated(lm.MessageItemIn, item, "response.item.create", "item")
-            text = (
-                message.content if isinstance(message.content, str) else _text_of(message.content)
-            )
+            text = message.content if isinstance(message.content, str) else text_of(message.content)
             role = "system" if message.role in ("system", "developer") else message.role
             self._add_message(role, text, event.event_id)
         else:
@@ -553,7 +505,7 @@ class LiveSession:
     def _on_unsupported(self, event: BaseModel) -> None:
         type_ = event.type  # type: ignore[attr-defined]
         if type_.startswith("decision."):
-            raise _decisions_error("type")
+            raise decisions_error("type")
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_FEATURE,
             "audio fixtures are not served here; the voice is the model's own",
@@ -561,75 +513,6 @@ class LiveSession:
         )
 
     # --- session.start and session.update ----------------------------------------------
-
-    def _delegating_of(self, given: Any, current: Delegating | None) -> Delegating:
-        """The delegation settings `given` asks for (at start: `current` None; on update, the
-        type may not change and left-out settings keep their values)."""
-        if given is None:
-            return current if current is not None else Delegating()
-        if isinstance(given, lm.DecisionsDelegationIn):
-            raise _decisions_error("session.delegation.type")
-        if current is not None and given.type != current.type:
-            raise ProtocolError(
-                ErrorCode.INVALID_VALUE,
-                f"the delegation type cannot change after start: this session's is "
-                f"{current.type!r}; start a new session for another",
-                "session.delegation.type",
-            )
-        base = current if current is not None else Delegating(type=given.type)
-        delay = given.acknowledgement_delay_ms
-        if delay is None:
-            delay = base.acknowledgement_delay_ms
-        if isinstance(given, lm.ClientDelegationIn):
-            return Delegating("client", delay)
-        responses = dict(base.responses)
-        if given.responses is not None:
-            responses.update(given.responses.model_dump(exclude_unset=True))
-        elif current is None:
-            raise ProtocolError(
-                ErrorCode.MISSING_REQUIRED_PARAMETER,
-                "responses delegation needs delegation.responses (its backend's settings)",
-                "session.delegation.responses",
-            )
-        if not responses.get("model"):
-            raise ProtocolError(
-                ErrorCode.MISSING_REQUIRED_PARAMETER,
-                "delegation.responses needs a model (any name: the served model does the work)",
-                "session.delegation.responses.model",
-            )
-        config = lm.ResponsesConfigIn.model_validate(responses)
-        path = "session.delegation.responses"
-        tools = _backend_tools(config.tools or [], f"{path}.tools")
-        reasoning = config.reasoning
-        return Delegating(
-            "responses",
-            delay,
-            responses,
-            tools=tools,
-            tool_choice=_backend_tool_choice(config.tool_choice, tools, f"{path}.tool_choice"),
-            reasoning_effort=EFFORTS[reasoning.effort] if reasoning and reasoning.effort else None,
-            reasoning_visible=bool(reasoning and reasoning.summary),
-            instructions=config.instructions or "",
-            max_output_tokens=config.max_output_tokens,
-        )
-
-    def _update_of(self, delegating: Delegating, front: str) -> dict[str, Any]:
-        """The inner session's `session.update` for these delegation settings."""
-        instructions = "\n\n".join(part for part in (front, delegating.instructions) if part)
-        update: dict[str, Any] = {"type": "realtime", "instructions": instructions}
-        if delegating.type == "client":
-            update["tools"] = [DELEGATE_TOOL]
-            update["tool_choice"] = "auto"
-            update["include"] = []
-            return update
-        update["tools"] = delegating.tools
-        update["tool_choice"] = delegating.tool_choice
-        update["include"] = [m.INCLUDE_REASONING] if delegating.reasoning_visible else []
-        if delegating.reasoning_effort is not None:
-            update["reasoning"] = {"effort": delegating.reasoning_effort}
-        if delegating.max_output_tokens is not None:
-            update["max_output_tokens"] = delegating.max_output_tokens
-        return update
 
     def _check(self, update: dict[str, Any]) -> None:
         """Refuse the whole event where the inner session would refuse any of `update`."""
@@ -786,7 +669,7 @@ class LiveSession:
                 backend,
                 "response.output_item.added",
                 output_index=len(backend.output) - 1,
-                item=_function_call(item, "in_progress"),
+                item=function_call(item, "in_progress"),
             )
         return True
 
@@ -831,7 +714,7 @@ class LiveSession:
                 backend,
                 "response.output_item.done",
                 output_index=backend.output.index(item["id"]),
-                item=_function_call(item, item["status"]),
+                item=function_call(item, item["status"]),
             )
         elif completed and item["name"] == DELEGATE_TOOL_NAME:
             delegation = self._new_delegation("client", None)
@@ -892,7 +775,7 @@ class LiveSession:
                 backend,
                 "response.output_item.added",
                 output_index=len(backend.output) - 1,
-                item=_reasoning_item(backend.reasoning_id, "", "in_progress"),
+                item=reasoning_item(backend.reasoning_id, "", "in_progress"),
             )
         backend.reasoning += event["delta"]
         self._wrap(
@@ -994,7 +877,7 @@ class LiveSession:
         if status == "completed" and backend.calls:
             self._awaiting = backend.delegation  # response.create goes on once all are in
         self._close_reasoning(backend, "completed" if status == "completed" else "incomplete")
-        usage = _responses_usage(response.get("usage"))
+        usage = responses_usage(response.get("usage"))
         if status == "completed":
             snapshot = self._snapshot(backend, "completed", usage=usage)
             self._wrap(backend, "response.completed", response=snapshot)
@@ -1026,7 +909,7 @@ class LiveSession:
             content_index=0,
             text=backend.reasoning,
         )
-        item = _reasoning_item(reasoning_id, backend.reasoning, status)
+        item = reasoning_item(reasoning_id, backend.reasoning, status)
         self._wrap(backend, "response.output_item.done", output_index=index, item=item)
         backend.reasoning_id = None
 
@@ -1060,8 +943,7 @@ class LiveSession:
         }
 
     def _wrap(self, backend: Backend, type_: str, **fields: Any) -> None:
-        event = {"type": type_, "sequence_number": backend.sequence, **fields}
-        backend.sequence += 1
+        event = backend.wrap(type_, **fields)
         self._emit("response.event", delegation_id=backend.delegation.id, event=event)
 
     # --- ending ------------------------------------------------------------------------
@@ -1109,7 +991,7 @@ class LiveSession:
             "status": "active",
             "instructions": self._instructions,
             "audio": {
-                "format": _render_format(self.config.input_format),
+                "format": render_format(self.config.input_format),
                 "output": {"voice": self.config.voice},
             },
             "delegation": delegation,
@@ -1166,130 +1048,5 @@ def _is_error_or_close(output: Output) -> bool:
     return isinstance(output, Close) or (isinstance(output, dict) and output["type"] == "error")
 
 
-def _decisions_error(param: str) -> ProtocolError:
-    return ProtocolError(
-        ErrorCode.UNSUPPORTED_FEATURE,
-        "Decisions (questions evaluated on the transcript) are not served here",
-        param,
-    )
-
-
-def _format(given: lm.LiveFormatIn | None) -> dict[str, Any]:
-    """GPT-Live's one format for both directions, as a Realtime format."""
-    if given is None:
-        return {"type": "audio/pcm", "rate": 24_000}
-    param = "session.audio.format.rate"
-    if given.type == "audio/pcm":
-        rate = given.rate or 24_000
-        if rate not in PCM_RATES:
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_AUDIO_FORMAT,
-                f"audio/pcm at {rate} Hz is not supported; use rate 24000 or 16000",
-                param,
-            )
-        return {"type": "audio/pcm", "rate": rate}
-    if given.rate not in (None, G711_RATE):
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_AUDIO_FORMAT, f"{given.type} is at {G711_RATE} Hz", param
-        )
-    return {"type": given.type}
-
-
-def _render_format(fmt: AudioFormat) -> dict[str, Any]:
-    if fmt.codec in ("pcmu", "pcma"):
-        return {"type": f"audio/{fmt.codec}", "rate": fmt.sample_rate}
-    return {"type": "audio/pcm", "rate": fmt.sample_rate}
-
-
 def _silence(fmt: AudioFormat, n_bytes: int) -> bytes:
     return encode_samples(fmt, np.zeros(n_bytes // fmt.bytes_per_sample, np.int16))
-
-
-def _initial_item(item: lm.InitialItemIn) -> dict[str, Any]:
-    """A `session.input` message as a Realtime conversation item (developer: a system turn)."""
-    text = item.content[0].text
-    if item.role == "assistant":
-        return {
-            "type": "message",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": text}],
-        }
-    role = "system" if item.role == "developer" else "user"
-    return {"type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}
-
-
-def _text_of(parts: Sequence[lm.OutputTextPartIn]) -> str:
-    return "".join(part.text for part in parts)
-
-
-def _backend_tools(tools: list[dict[str, Any]], param: str) -> list[dict[str, Any]]:
-    """The backend's tools as Realtime function tools: function tools only (the others run on
-    OpenAI's side: web search, files, code, MCP, ...)."""
-    functions = []
-    for index, tool in enumerate(tools):
-        kind = tool.get("type")
-        if kind != "function":
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_FEATURE,
-                f"{kind!r} tools run on OpenAI's side; this server serves function tools, "
-                "which your application runs",
-                f"{param}.{index}.type",
-            )
-        given = lm.validated(m.ToolIn, tool, "tools", f"{param}.{index}")
-        functions.append(given.model_dump(exclude_none=True, exclude={"strict"}))
-    return functions
-
-
-def _backend_tool_choice(
-    given: Any, tools: list[dict[str, Any]], param: str
-) -> str | dict[str, str]:
-    if given is None or given in TOOL_CHOICES:
-        return given or "auto"
-    if (
-        isinstance(given, dict)
-        and given.get("type") == "function"
-        and set(given) == {"type", "name"}
-    ):
-        if given["name"] not in {tool["name"] for tool in tools}:
-            raise ProtocolError(
-                ErrorCode.INVALID_VALUE,
-                f"tool_choice names {given['name']!r}, which is not one of the tools",
-                param,
-            )
-        return {"type": "function", "name": given["name"]}
-    raise ProtocolError(
-        ErrorCode.UNSUPPORTED_FEATURE,
-        "tool_choice may be auto, none, required or one function ({type: function, name})",
-        param,
-    )
-
-
-def _function_call(item: dict[str, Any], status: str) -> dict[str, Any]:
-    """A Realtime function_call item as a Responses output item."""
-    return {
-        "id": item["id"],
-        "type": "function_call",
-        "call_id": item["call_id"],
-        "name": item["name"],
-        "arguments": item["arguments"] if status != "in_progress" else "",
-        "status": status,
-    }
-
-
-def _reasoning_item(item_id: str, text: str, status: str) -> dict[str, Any]:
-    content = [{"type": "reasoning_text", "text": text}] if text else []
-    return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
-
-
-def _responses_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Realtime usage as the Responses API's."""
-    if usage is None:
-        return None
-    details = usage.get("output_token_details") or {}
-    return {
-        "input_tokens": usage["input_tokens"],
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": usage["output_tokens"],
-        "output_tokens_details": {"reasoning_tokens": details.get("reasoning_tokens", 0)},
-        "total_tokens": usage["total_tokens"],
-    }

@@ -41,7 +41,8 @@ from server.protocol import (
 )
 from server.protocol.audio import MODEL_SAMPLE_RATE
 from server.protocol.errors import ProtocolError
-from server.protocol.live import DELEGATE_TOOL_NAME, LiveErrorCode
+from server.protocol.live import LiveErrorCode
+from server.protocol.live_settings import DELEGATE_TOOL_NAME
 from server.protocol.parse import load_json, parse_json, validate
 from server.settings import Settings
 from streaming.responder import (

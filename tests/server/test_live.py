@@ -28,13 +28,8 @@ from server.protocol import (
     StartResponse,
     Transcribe,
 )
-from server.protocol.live import (
-    AUDIO_LEAD_MS,
-    COMMENTARY_NOTE,
-    DELEGATE_TOOL,
-    THINKING_NOTE,
-    LiveErrorCode,
-)
+from server.protocol.live import AUDIO_LEAD_MS, COMMENTARY_NOTE, THINKING_NOTE, LiveErrorCode
+from server.protocol.live_settings import DELEGATE_TOOL
 from streaming.responder import (
     ReasoningDelta,
     ResponseEvent,
