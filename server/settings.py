@@ -26,7 +26,7 @@ TURN_DETECTIONS: dict[str, TurnDetection | None] = {
 # back a turn that a pause closed (measured: python -m benchmarks.turns)
 DEFAULT_SILENCE_MS = 200
 ENV_PREFIX = "STEP_REALTIME_"
-# as streaming.pipeline.ENGINES (this module imports no model code)
+# as streaming.engine.factory.ENGINES (this module imports no model code)
 ENGINES = ("torch", "vllm", "remote")
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"

@@ -1,12 +1,13 @@
 """The model side of a reply: conversation in, reasoning, answer text and speech out.
 
-`ModelResponder` implements `streaming.responder.Responder` over one checkpoint, one shared
-engine (so concurrent sessions share decode steps) and one TTS backend. For each response it
-encodes the user's audio (cached per conversation item), builds the prompt, lets the reasoning
-scheduler (`streaming.scheduler`, docs/ARCHITECTURE.md) run the reasoning and answer branches on the
-engine in the mode of the request's reasoning effort, sends answer text to the speech stream as
-it is decoded (reasoning is never spoken), and merges the two outputs (text deltas and audio
-chunks) into one event stream.
+`ModelResponder` implements `streaming.responder.Responder` over one checkpoint's audio side
+(its audio encoder and tokenizer), one shared engine (so concurrent sessions share decode steps)
+and one TTS backend; `load_responder` builds them (the engine with `streaming.engine.factory`).
+For each response it encodes the user's audio (cached per conversation item), builds the
+prompt, lets the reasoning scheduler (`streaming.scheduler`, docs/ARCHITECTURE.md) run the
+reasoning and answer branches on the engine in the mode of the request's reasoning effort, sends
+answer text to the speech stream as it is decoded (reasoning is never spoken), and merges the
+two outputs (text deltas and audio chunks) into one event stream.
 
 Listening ahead (`prepare`, called every 25 s of a turn still being spoken): the finished 25 s
 chunks are encoded, and a "listening" sequence prefills the conversation and the turn up to the
@@ -34,8 +35,7 @@ import numpy as np
 import torch
 
 from streaming.engine.base import Engine, EngineError, Prompt, SamplingParams, TokenStream
-from streaming.engine.vllm_engine import VllmOptions
-from streaming.model.checkpoint import LoadedModel
+from streaming.engine.factory import AudioSide, EngineSpec, engine_builder
 from streaming.model.frontend import CHUNK_SAMPLES, split_chunks
 from streaming.model.prompt import Message, PromptBuilder, audio_message
 from streaming.reasoning import IncrementalDetokenizer, ReplyParser
@@ -59,6 +59,7 @@ from tts.base import SpeechStream, TTSBackend, speak_once
 
 if TYPE_CHECKING:
     from streaming.engine.remote_engine import RemoteOptions
+    from streaming.engine.vllm_engine import VllmOptions
 
 logger = logging.getLogger(__name__)
 
@@ -89,18 +90,21 @@ class ResponderSettings:
 
 
 class ModelResponder(Responder):
+    """Replies decoded on `engine` and spoken by `tts`; `audio_side` is what the engine does
+    not hold of the checkpoint: its audio encoder, tokenizer, special ids and limits."""
+
     def __init__(
         self,
-        loaded: LoadedModel,
+        audio_side: AudioSide,
         engine: Engine,
         tts: TTSBackend,
         settings: ResponderSettings | None = None,
     ) -> None:
-        self.loaded = loaded
+        self.audio_side = audio_side
         self.engine = engine
         self.tts = tts
         self.settings = settings or ResponderSettings()
-        self.builder = PromptBuilder(loaded.tokenizer, loaded.special)
+        self.builder = PromptBuilder(audio_side.tokenizer, audio_side.special)
         self._audio_cache: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
         self.encoded_chunks = 0  # audio chunks run through the encoder (for tests and metrics)
         self._listening: collections.OrderedDict[str, _Listening] = collections.OrderedDict()
@@ -160,8 +164,8 @@ class ModelResponder(Responder):
 
     def _parser(self, starts_in_reasoning: bool) -> ReplyParser:
         return ReplyParser(
-            self.loaded.tokenizer,
-            stop_ids=self.loaded.special.stop_ids,
+            self.audio_side.tokenizer,
+            stop_ids=self.audio_side.special.stop_ids,
             starts_in_reasoning=starts_in_reasoning,
         )
 
@@ -172,7 +176,7 @@ class ModelResponder(Responder):
             top_p=s.top_p,
             repetition_penalty=s.repetition_penalty,
             max_tokens=request.max_output_tokens or s.max_output_tokens,
-            stop_ids=self.loaded.special.stop_ids,
+            stop_ids=self.audio_side.special.stop_ids,
         )
 
     async def _conversation(self, request: ResponseRequest) -> Prompt:
@@ -199,7 +203,7 @@ class ModelResponder(Responder):
     def _exchanges_to_drop(self, request: ResponseRequest, fixed: int, lengths: list[int]) -> int:
         """How many of the oldest exchanges leave the context (the live one always stays)."""
         room = self._context_limit() - self._sampling(request).max_tokens - PROMPT_SLACK
-        history_turns = self.loaded.config.max_history_turns
+        history_turns = self.audio_side.config.max_history_turns
         needed = 0
         while fixed + sum(lengths[needed:]) > room or (
             history_turns is not None and len(lengths) - needed - 1 > history_turns
@@ -227,7 +231,7 @@ class ModelResponder(Responder):
 
     def _context_limit(self) -> int:
         """Positions a sequence may hold: the model's context, or the engine's, if smaller."""
-        limit = self.loaded.config.context_tokens
+        limit = self.audio_side.config.context_tokens
         return min(limit, self.engine.capacity.max_context)
 
     async def _messages(self, request: ResponseRequest) -> list[Message]:
@@ -262,10 +266,10 @@ class ModelResponder(Responder):
         chunks = await self._encode(Turn("user", audio=audio, item_id=item_id))
         prompt = self.builder.transcription(chunks)
         params = SamplingParams(
-            max_tokens=TRANSCRIPT_MAX_TOKENS, stop_ids=self.loaded.special.stop_ids
+            max_tokens=TRANSCRIPT_MAX_TOKENS, stop_ids=self.audio_side.special.stop_ids
         )
         stream = await self.engine.submit(prompt, params)
-        detokenizer = IncrementalDetokenizer(self.loaded.tokenizer)
+        detokenizer = IncrementalDetokenizer(self.audio_side.tokenizer)
         stops = set(params.stop_ids)
         started = False
         try:
@@ -361,7 +365,7 @@ class ModelResponder(Responder):
             self._audio_cache.move_to_end(key)
             return self._audio_cache[key]
         # Encoding is model work: run it off the event loop.
-        [embeds] = await asyncio.to_thread(self.loaded.model.encode_audio, chunk)
+        [embeds] = await asyncio.to_thread(self.audio_side.model.encode_audio, chunk)
         self.encoded_chunks += 1
         if key is not None:
             self._audio_cache[key] = embeds
@@ -556,9 +560,6 @@ def resolve_device_dtype(
     return resolved, DTYPES[dtype]
 
 
-ENGINES = ("torch", "vllm", "remote")
-
-
 def load_responder(
     model_path: str | Path | None = None,
     *,
@@ -575,56 +576,30 @@ def load_responder(
 ) -> ModelResponder:
     """Checkpoint + engine + TTS backend, ready to answer. No path: the default model.
 
-    `engine` "torch": our decoding loop over the checkpoint's decoder, loaded here. "vllm": the
-    decoder on vLLM (`vllm_options`, whose max_sequences / max_model_len default to these),
-    which reads the same directory itself; only the audio encoder and adaptor are loaded here.
-    "remote": the decoder on a vLLM server elsewhere (`remote_options`, its url required),
-    which serves the same checkpoint; only the audio encoder and adaptor are loaded here, and
-    an unreachable server is an EngineError now, not at the first request.
+    `engine` names a builder of `streaming.engine.factory` (see there what each loads here):
+    "torch", our decoding loop; "vllm", vLLM in this process (`vllm_options`); "remote", a vLLM
+    server elsewhere (`remote_options`, its url required). The vLLM engines' limits default to
+    `max_sequences` and `max_seq_len`, their dtype "auto" to the torch engine's here.
     """
     from streaming.default_model import default_checkpoint
     from tts import get_backend
 
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    build = engine_builder(engine)  # an unknown name is refused before anything is resolved
     path = Path(model_path) if model_path is not None else default_checkpoint()
     torch_device, torch_dtype = resolve_device_dtype(device, dtype)
-    decoder: Engine
-    if engine == "vllm":
-        from streaming.engine.vllm_engine import VllmEngine, load_audio_side
-
-        options = vllm_options or VllmOptions(max_sequences=max_sequences)
-        if options.max_model_len is None:
-            options = replace(options, max_model_len=max_seq_len)
-        if options.dtype == "auto":  # as the torch engine would run: fp32 on CPU, bf16 on CUDA
-            options = replace(options, dtype=str(torch_dtype).removeprefix("torch."))
-        decoder = VllmEngine(path, options)
-        loaded = load_audio_side(path, dtype=torch_dtype, device=torch_device)
-    elif engine == "remote":
-        from streaming.engine.remote_engine import RemoteEngine, probe
-        from streaming.engine.vllm_engine import load_audio_side
-
-        if remote_options is None:
-            raise ValueError("the remote engine needs the vLLM server's url (--engine-url)")
-        if remote_options.max_context is None:
-            remote_options = replace(remote_options, max_context=max_seq_len)
-        probe(remote_options.url, remote_options.connect_timeout_s, remote_options.api_key)
-        loaded = load_audio_side(path, dtype=torch_dtype, device=torch_device)
-        decoder = RemoteEngine(path, remote_options)
-    else:
-        from streaming.engine.torch_engine import TorchEngine
-        from streaming.model.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(path, dtype=torch_dtype, device=torch_device)
-        decoder = TorchEngine(
-            loaded.model.model,
-            loaded.model.lm_head,
-            max_slots=max_sequences,
-            max_seq_len=max_seq_len,
-        )
+    spec = EngineSpec(
+        path,
+        torch_device,
+        torch_dtype,
+        max_sequences=max_sequences,
+        max_seq_len=max_seq_len,
+        vllm_options=vllm_options,
+        remote_options=remote_options,
+    )
+    decoder, audio_side = build(spec)
     logger.info("loaded %s on %s (%s), %s engine", path, torch_device, torch_dtype, engine)
     tts = get_backend(tts_backend, voice_path=tts_voice_path)
-    return ModelResponder(loaded, decoder, tts, settings)
+    return ModelResponder(audio_side, decoder, tts, settings)
 
 
 def _exchanges(messages: list[Message]) -> list[list[Message]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import torch
 
@@ -191,10 +192,14 @@ def check_context(
 
 
 def check_fork(
-    position: int, suffix: Sequence[int] | Prompt, max_context: int, vocab_size: int
+    position: int,
+    suffix: Sequence[int] | Prompt,
+    max_context: int,
+    vocab_size: int,
+    hidden_size: int | None = None,
 ) -> Prompt:
     """The checks of a fork's arguments that need no knowledge of its source (`check_context`
-    on the context it will have); returns the suffix as a `Prompt`."""
+    on the context it will have, and on the suffix); returns the suffix as a `Prompt`."""
     suffix = suffix if isinstance(suffix, Prompt) else Prompt(list(suffix))
     if position < 0:
         raise ValueError(f"fork at {position}: a position is 0 or more")
@@ -206,7 +211,7 @@ def check_fork(
             f"{max_context - 1} (its longest context is {max_context} positions)"
         )
     if len(suffix):
-        check_context(suffix, max_context, vocab_size)
+        check_context(suffix, max_context, vocab_size, hidden_size)
     return suffix
 
 
@@ -273,6 +278,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def healthy(self) -> bool:
         """False once the engine can no longer serve (its worker died, or it was closed)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def warm_up(self) -> None:
         """Start the engine where it starts lazily and run one short request through it, so that

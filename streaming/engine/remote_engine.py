@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import concurrent.futures
 import hashlib
 import itertools
@@ -57,7 +56,7 @@ import struct
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,7 +73,8 @@ from streaming.engine.base import (
     check_context,
     check_fork,
 )
-from streaming.engine.loop_thread import LoopThreadEngine, post
+from streaming.engine.loop_thread import LoopThreadEngine, RequestRecord, post
+from streaming.engine.records import ENDED_SEQUENCES_KEPT, SequenceRecords
 from streaming.engine.streams import QueuedTokenStream
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM
 from streaming.model.config import StepAudio2Config
@@ -87,8 +87,6 @@ ABORT_PATH = "/inference/v1/abort_requests"
 # vLLM names the engine request of a /generate call so (its ServingTokens.serve_tokens); the
 # stream's chunks carry the name too, which is used once one has arrived.
 ENGINE_REQUEST_PREFIX = "generate-tokens-"
-# Ended sequences whose context is remembered so that they can be forked (as both other engines).
-ENDED_SEQUENCES_KEPT = 64
 # A prompt without audio is keyed for affinity by this many of its first ids.
 AFFINITY_TEXT_TOKENS = 256
 SERVE_HINT = (
@@ -444,22 +442,10 @@ class RemoteTokenStream(QueuedTokenStream):
             self._error = None
 
 
-@dataclass(eq=False)
-class _Record:
-    seq_id: int
-    prompt: Prompt
-    request_id: str
-    affinity: str
-    generated: list[int] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None  # the pump, while the request runs
+@dataclass(eq=False, kw_only=True)
+class _Record(RequestRecord):
+    affinity: str  # the routing key of its requests, and of its forks'
     engine_request_id: str | None = None  # the server's name for it, from its first chunk
-
-    def whole_context(self) -> Prompt:
-        return self.prompt.extend(self.generated)
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + len(self.generated)
 
 
 class RemoteEngine(LoopThreadEngine):
@@ -485,7 +471,7 @@ class RemoteEngine(LoopThreadEngine):
         self._capacity = EngineCapacity(options.max_sequences, 0, self.max_context)
         self._server: ServerInfo | None = None
         self._ids = itertools.count()
-        self._records: collections.OrderedDict[int, _Record] = collections.OrderedDict()
+        self._records: SequenceRecords[_Record] = SequenceRecords(ENDED_SEQUENCES_KEPT)
         self._aborts: set[asyncio.Task[None]] = set()
         # Each stream and its caller's loop, so that a cancel ends it there at once.
         self._streams: weakref.WeakValueDictionary[int, RemoteTokenStream] = (
@@ -512,10 +498,6 @@ class RemoteEngine(LoopThreadEngine):
         return self._started.exception() is None and self._server_healthy
 
     @property
-    def active_sequences(self) -> int:
-        return sum(1 for r in self._records.values() if r.task is not None)
-
-    @property
     def server(self) -> ServerInfo | None:
         """What the server said of itself (None until connected)."""
         return self._server
@@ -536,10 +518,11 @@ class RemoteEngine(LoopThreadEngine):
         suffix_ids: Sequence[int] | Prompt,
         params: SamplingParams,
     ) -> TokenStream:
-        suffix = check_fork(position, suffix_ids, self.max_context, self.vocab_size)
+        suffix = check_fork(
+            position, suffix_ids, self.max_context, self.vocab_size, self.hidden_size
+        )
         if len(suffix):
-            check_context(suffix, self.max_context, self.vocab_size, self.hidden_size)
-            audio_items(suffix)
+            audio_items(suffix)  # refuse here rows that are not at <audio_patch> positions
         stream, loop = self._new_stream()
         await self._call(self._fork(seq_id, position, suffix, stream, loop, params))
         return stream
@@ -554,8 +537,7 @@ class RemoteEngine(LoopThreadEngine):
                 stream.cancel_unread()
             else:
                 post(loop, stream.cancel_unread)
-        if not self._closed:
-            await self._call(self._cancel(seq_id))
+        await super().cancel(seq_id)
 
     def _new_stream(self) -> tuple[RemoteTokenStream, asyncio.AbstractEventLoop]:
         stream = RemoteTokenStream(next(self._ids))
@@ -617,12 +599,7 @@ class RemoteEngine(LoopThreadEngine):
         loop: asyncio.AbstractEventLoop,
         params: SamplingParams,
     ) -> None:
-        source = self._records.get(seq_id)
-        if source is None:
-            raise KeyError(f"sequence {seq_id} is unknown, or it ended long ago")
-        if not 0 <= position <= source.length:
-            raise ValueError(f"fork at {position} but sequence {seq_id} has {source.length} tokens")
-        context = source.whole_context().head(position).extend((), suffix)
+        source, context = self._records.fork_context(seq_id, position, suffix)
         check_context(context, self.max_context, self.vocab_size)
         await self._start_request(stream, loop, context, params, source.affinity)
 
@@ -664,8 +641,8 @@ class RemoteEngine(LoopThreadEngine):
             text = (await response.aread()).decode(errors="replace")
             await response.aclose()
             raise _refusal(response.status_code, _error_message(text))
-        record = _Record(stream.seq_id, prompt, request_id, key)
-        self._remember(record)
+        record = _Record(seq_id=stream.seq_id, prompt=prompt, request_id=request_id, affinity=key)
+        self._records.start(record)
         record.task = asyncio.create_task(self._pump(record, stream, loop, response))
 
     async def _pump(
@@ -719,7 +696,7 @@ class RemoteEngine(LoopThreadEngine):
             logger.error("remote request %s failed: %r", record.request_id, error)
             post(loop, stream.receive, (), FinishReason.ERROR, error)
         finally:
-            record.task = None
+            self._request_ended(record)
             await lines.aclose()
             await response.aclose()  # before the end of the body: the server aborts the request
 
@@ -740,26 +717,9 @@ class RemoteEngine(LoopThreadEngine):
         self._aborts.add(task)
         task.add_done_callback(self._aborts.discard)
 
-    async def _cancel(self, seq_id: int) -> None:
-        record = self._records.get(seq_id)
-        task = record.task if record is not None else None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    def _remember(self, record: _Record) -> None:
-        self._records[record.seq_id] = record
-        ended = [r for r in self._records.values() if r.task is None]
-        for old in ended[: max(0, len(ended) - ENDED_SEQUENCES_KEPT)]:
-            del self._records[old.seq_id]
-
     async def _stop(self) -> None:
-        tasks = [r.task for r in self._records.values() if r.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._cancel_requests()
         await asyncio.gather(*self._aborts, return_exceptions=True)
-        self._records.clear()
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)

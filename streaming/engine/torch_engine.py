@@ -18,8 +18,8 @@ keys/values until another sequence needs it: free slots that hold nothing are ha
 then the longest-ended. Until then the ended sequence can still be forked without a prefill, so
 a fork racing the end of its source (or a "continue" after max_tokens) costs nothing. After
 that the engine still remembers its context (token ids and audio rows, no cache) for the last
-`ENDED_SEQUENCES_KEPT` ended sequences, and a fork of one recomputes the prefix (see
-`base.Engine.fork`): a fork never fails because a slot was reused.
+`ENDED_SEQUENCES_KEPT` ended sequences (`records.py`), and a fork of one recomputes the prefix
+(see `base.Engine.fork`): a fork never fails because a slot was reused.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from streaming.engine.base import (
     check_fork,
 )
 from streaming.engine.decoder import CachedDecoder
+from streaming.engine.records import ENDED_SEQUENCES_KEPT, SequenceRecord, SequenceRecords
 from streaming.engine.sampling import make_generator, sample_token
 from streaming.engine.streams import QueuedTokenStream
 
@@ -60,43 +61,28 @@ logger = logging.getLogger(__name__)
 # A long prompt is prefilled this many tokens per loop turn, so that one 30 s clip does not hold
 # back every other conversation's next token for the whole prefill.
 PREFILL_CHUNK_TOKENS = 256
-# Ended sequences whose context (ids and audio rows, no cache) is remembered so that a fork of
-# one still works after its slot went to another sequence: each holds its ids and its audio rows
-# (which outlive the responder's audio cache), so the count is bounded by what forks need: a
-# reply forks its own branches within seconds, and a few dozen replies run at once. Beyond it a
-# fork falls back to a prefill of the whole context (a soak of 32 sessions grew the server's
-# memory by a quarter over ten minutes with 1024 kept).
-ENDED_SEQUENCES_KEPT = 64
 
 
-@dataclass(eq=False)
-class _Sequence:
-    """Worker-side state of one sequence."""
+@dataclass(eq=False, kw_only=True)
+class _Sequence(SequenceRecord):
+    """Worker-side state of one sequence (its record: the initial context and generated ids)."""
 
-    seq_id: int
     params: SamplingParams
     stream: QueuedTokenStream | None  # None once it ended
     loop: asyncio.AbstractEventLoop
-    prompt: Prompt  # the initial context (prompt, or fork's), audio positions explicit
     context: torch.Tensor | None  # [n, hidden] its embeddings, while it runs
-    token_ids: list[int]  # context ids, then generated ids
     generator: torch.Generator | None
     seen: torch.Tensor | None  # [vocab] bool, for the repetition penalty
     fork_source: _Sequence | None = None
     fork_length: int = 0
     slot: int | None = None  # while running, and after the end while the slot is not reused
     cached: int = 0  # positions whose keys/values are in the slot
-    generated: int = 0
     next_token: int | None = None  # sampled, to be fed at position `cached`
     ended: bool = False
 
     @property
     def prefilling(self) -> bool:
         return self.context is not None and self.cached < len(self.context)
-
-    def whole_context(self) -> Prompt:
-        """Its context and generated tokens as one prompt (the generated ids as plain text)."""
-        return self.prompt.extend(self.token_ids[len(self.prompt) :])
 
 
 def _resolve(
@@ -141,18 +127,20 @@ class TorchEngine(Engine):
         self.max_slots = max_slots
         self.max_seq_len = max_seq_len
         self.prefill_chunk = prefill_chunk
-        self.ended_kept = ended_kept
         self.vocab_size = min(lm_head.out_features, decoder.embed_tokens.num_embeddings)
         self.hidden_size = lm_head.in_features
         self.prefilled_tokens = 0  # counts every position prefilled (not decoded), for tests
         self._ids = itertools.count()
         self._commands: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self._sequences: dict[int, _Sequence] = {}
+        # Sequences waiting or running, and the last ended ones; ended ones with a `slot` still
+        # hold their keys/values there (the slot is free: another sequence may take it, see
+        # `_allocate_slot`).
+        self._records: SequenceRecords[_Sequence] = SequenceRecords(ended_kept)
+        # Waiting or running, by id: `_records.active` (a leak test and benchmarks/soak.py read
+        # this name).
+        self._sequences = self._records.active
         self._waiting: collections.deque[_Sequence] = collections.deque()
         self._running: list[_Sequence] = []
-        # Ended sequences, oldest first; those with a `slot` still hold their keys/values there
-        # (the slot is free: another sequence may take it, see `_allocate_slot`).
-        self._ended: collections.OrderedDict[int, _Sequence] = collections.OrderedDict()
         # Results for each event loop, sent once per loop turn (see `_post`).
         self._outbox: dict[
             asyncio.AbstractEventLoop, list[tuple[Callable[..., None], tuple[Any, ...]]]
@@ -206,9 +194,9 @@ class TorchEngine(Engine):
     ) -> TokenStream:
         """See `Engine.fork`. The source may be running, waiting, or ended and remembered (see
         the module's docstring); its keys/values are copied where its slot still holds them."""
-        suffix = check_fork(position, suffix_ids, self.max_seq_len, self.vocab_size)
-        if len(suffix):
-            check_context(suffix, self.max_seq_len, self.vocab_size, self.hidden_size)
+        suffix = check_fork(
+            position, suffix_ids, self.max_seq_len, self.vocab_size, self.hidden_size
+        )
         stream = QueuedTokenStream(next(self._ids))
         loop = asyncio.get_running_loop()
         started = loop.create_future()
@@ -222,12 +210,6 @@ class TorchEngine(Engine):
         self._closed = True
         self._commands.put(None)
         await asyncio.to_thread(self._worker.join)
-
-    async def __aenter__(self) -> TorchEngine:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def _send(self, command: Callable[[], None]) -> None:
         if self._closed:
@@ -266,21 +248,10 @@ class TorchEngine(Engine):
         loop: asyncio.AbstractEventLoop,
         started: asyncio.Future[None],
     ) -> None:
-        source = self._sequences.get(seq_id) or self._ended.get(seq_id)
-        error: Exception | None = None
-        if source is None:
-            error = KeyError(f"sequence {seq_id} is unknown, cancelled, or ended long ago")
-        elif not 0 <= position <= len(source.token_ids):
-            error = ValueError(
-                f"fork at {position} but sequence {seq_id} has {len(source.token_ids)} tokens"
-            )
-        if error is not None or source is None:
-            self._post(loop, _resolve, started, None, error)
-            return
         try:
-            context = source.whole_context().head(position).extend((), suffix)
+            source, context = self._records.fork_context(seq_id, position, suffix)
             seq = self._new_sequence(stream, loop, params, context)
-        except Exception as exc:  # e.g. audio rows of the wrong width
+        except Exception as exc:  # an unknown source, a position past its end, bad audio rows
             self._post(loop, _resolve, started, None, exc)
             return
         seq.fork_source, seq.fork_length = source, position
@@ -301,11 +272,10 @@ class TorchEngine(Engine):
         prompt: Prompt,
     ) -> _Sequence:
         context = self._embed(prompt)
-        token_ids = list(prompt.token_ids)
         seen = None
         if params.repetition_penalty != 1.0:
             seen = torch.zeros(self.vocab_size, dtype=torch.bool, device=self._model.device)
-            seen[torch.tensor(token_ids, dtype=torch.long, device=self._model.device)] = True
+            seen[torch.tensor(prompt.token_ids, dtype=torch.long, device=self._model.device)] = True
         return _Sequence(
             seq_id=stream.seq_id,
             params=params,
@@ -313,13 +283,12 @@ class TorchEngine(Engine):
             loop=loop,
             prompt=prompt,
             context=context,
-            token_ids=token_ids,
             generator=make_generator(params, self._model.device),
             seen=seen,
         )
 
     def _enqueue(self, seq: _Sequence) -> None:
-        self._sequences[seq.seq_id] = seq
+        self._records.start(seq)
         self._waiting.append(seq)
 
     # -- the loop (worker side) ----------------------------------------------------------------
@@ -336,7 +305,7 @@ class TorchEngine(Engine):
                 self._send_outbox()
             for seq in list(self._sequences.values()):
                 self._end(seq, FinishReason.CANCELLED)
-            self._ended.clear()
+            self._records.clear()
             self._send_outbox()
 
     def _run_commands(self, block: bool) -> bool:
@@ -382,11 +351,11 @@ class TorchEngine(Engine):
         """A free slot: one that holds nothing if any, else the slot of the longest-ended
         sequence (which then can no longer be forked), taking `spare`'s last."""
         cache = self._model.cache
-        retained = [seq.slot for seq in self._ended.values() if seq.slot is not None]
+        retained = [seq.slot for seq in self._records.ended.values() if seq.slot is not None]
         slot = cache.allocate(avoid=retained)
         if slot is not None:
             return slot
-        for ended in sorted(self._ended.values(), key=lambda seq: seq is spare):
+        for ended in sorted(self._records.ended.values(), key=lambda seq: seq is spare):
             if ended.slot is not None:
                 slot, ended.slot = ended.slot, None  # it stays remembered, without a cache
                 cache.take(slot)
@@ -429,8 +398,7 @@ class TorchEngine(Engine):
     def _accept(self, batch: list[_Sequence], logits: torch.Tensor) -> None:
         """Sample each sequence's next token from its logits row; deliver it; end finished ones."""
         for seq, token in zip(batch, self._sample(batch, logits), strict=True):
-            seq.token_ids.append(token)
-            seq.generated += 1
+            seq.generated.append(token)
             if seq.seen is not None:
                 seq.seen[token] = True
             reason = self._finish_reason(seq, token)
@@ -453,7 +421,7 @@ class TorchEngine(Engine):
         if token in seq.params.stop_ids:
             return FinishReason.STOP
         # The context is full: prompt and generated tokens fill every position.
-        if seq.generated >= seq.params.max_tokens or len(seq.token_ids) >= self.max_seq_len:
+        if len(seq.generated) >= seq.params.max_tokens or seq.length >= self.max_seq_len:
             return FinishReason.LENGTH
         return None
 
@@ -473,7 +441,6 @@ class TorchEngine(Engine):
         if seq.ended:
             return
         seq.ended = True
-        self._sequences.pop(seq.seq_id, None)
         if seq in self._running:
             self._running.remove(seq)
         elif seq in self._waiting:
@@ -488,10 +455,8 @@ class TorchEngine(Engine):
         """Keep an ended sequence's context for forks; drop what only decoding needed."""
         seq.context = seq.seen = seq.generator = None
         seq.stream = None  # everything it had to say is on its way
-        self._ended[seq.seq_id] = seq
-        while len(self._ended) > self.ended_kept:
-            _, oldest = self._ended.popitem(last=False)
-            oldest.slot = None
+        for forgotten in self._records.end(seq):
+            forgotten.slot = None
 
     def _deliver(
         self,

@@ -23,12 +23,11 @@ last token; end-of-sequence ids stop nothing else: `ignore_eos`), seed.
 from __future__ import annotations
 
 import asyncio
-import collections
 import importlib.util
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,10 +43,10 @@ from streaming.engine.base import (
     check_context,
     check_fork,
 )
-from streaming.engine.loop_thread import LoopThreadEngine, post
+from streaming.engine.loop_thread import LoopThreadEngine, RequestRecord, post
+from streaming.engine.records import ENDED_SEQUENCES_KEPT, SequenceRecords
 from streaming.engine.streams import QueuedTokenStream
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM
-from streaming.model.checkpoint import LoadedModel, load_weights
 from streaming.model.config import CheckpointError, StepAudio2Config
 
 logger = logging.getLogger(__name__)
@@ -67,9 +66,6 @@ CPU_BLOCK_SIZE = 32
 # whole GiB only): 32k positions of the 48.6M benchmark model, a few thousand of a 7B one.
 DEFAULT_CPU_KV_CACHE_GIB = 1.0
 GIB = 1024**3
-# Ended sequences whose context (ids and audio rows) is remembered so that they can be forked:
-# bounded as the torch engine's (`streaming.engine.torch_engine.ENDED_SEQUENCES_KEPT`).
-ENDED_SEQUENCES_KEPT = 64
 
 _FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -106,54 +102,6 @@ class VllmOptions:
             raise ValueError(f"max_sequences must be >= 1, got {self.max_sequences}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
-
-
-@dataclass(eq=False)
-class _Record:
-    """What the engine knows of one sequence: its context, what it generated, its request."""
-
-    seq_id: int
-    prompt: Prompt
-    request_id: str
-    generated: list[int] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None  # the pump, while the request runs
-
-    def whole_context(self) -> Prompt:
-        return self.prompt.extend(self.generated)
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + len(self.generated)
-
-
-# What the server keeps of a checkpoint when vLLM holds the decoder: the audio side.
-AUDIO_SIDE_PREFIXES = ("encoder.", "adapter.")
-
-
-def load_audio_side(
-    path: str | Path, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu"
-) -> LoadedModel:
-    """A checkpoint as `load_checkpoint` loads it, but with only the audio encoder and the
-    adaptor read: vLLM reads the decoder from the same files, and a second copy of a 33B
-    decoder in the server would double its memory. The decoder stays on the meta device (no
-    memory); `lm_head` is an empty stand-in that carries the device and dtype."""
-    from torch import nn
-
-    from streaming.model.modeling import StepAudio2ForCausalLM
-    from streaming.model.tokens import SpecialTokens, load_tokenizer
-
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint directory {path} does not exist")
-    config = StepAudio2Config.from_file(path)
-    tokenizer = load_tokenizer(path)
-    with torch.device("meta"):
-        model = StepAudio2ForCausalLM(config)
-    load_weights(model, path, dtype, torch.device(device), only=AUDIO_SIDE_PREFIXES)
-    model.lm_head = nn.Linear(1, 1, bias=False, device=device, dtype=dtype)
-    model.eval().requires_grad_(False)
-    special = SpecialTokens.from_checkpoint(path, tokenizer)
-    return LoadedModel(model=model, tokenizer=tokenizer, special=special, config=config, path=path)
 
 
 def vllm_available() -> bool:
@@ -239,7 +187,7 @@ class VllmEngine(LoopThreadEngine):
         self.max_context = self.options.max_model_len or config.context_tokens
         self._capacity = EngineCapacity(self.options.max_sequences, 0, self.max_context)
         self._ids = itertools.count()
-        self._records: collections.OrderedDict[int, _Record] = collections.OrderedDict()
+        self._records: SequenceRecords[RequestRecord] = SequenceRecords(ENDED_SEQUENCES_KEPT)
         self._llm: Any = None
         self._start_loop("vllm-engine")
 
@@ -256,10 +204,6 @@ class VllmEngine(LoopThreadEngine):
         if not self._started.done():
             return True  # starting
         return self._started.exception() is None and self._llm is not None and not self._llm.errored
-
-    @property
-    def active_sequences(self) -> int:
-        return sum(1 for r in self._records.values() if r.task is not None)
 
     # -- the async interface (caller's loop) ---------------------------------------------------
 
@@ -278,17 +222,13 @@ class VllmEngine(LoopThreadEngine):
         suffix_ids: Sequence[int] | Prompt,
         params: SamplingParams,
     ) -> TokenStream:
-        suffix = check_fork(position, suffix_ids, self.max_context, self.vocab_size)
-        if len(suffix):
-            check_context(suffix, self.max_context, self.vocab_size, self.hidden_size)
+        suffix = check_fork(
+            position, suffix_ids, self.max_context, self.vocab_size, self.hidden_size
+        )
         stream = QueuedTokenStream(next(self._ids))
         loop = asyncio.get_running_loop()
         await self._call(self._fork(seq_id, position, suffix, stream, loop, params))
         return stream
-
-    async def cancel(self, seq_id: int) -> None:
-        if not self._closed:
-            await self._call(self._cancel(seq_id))
 
     # -- the engine's loop ---------------------------------------------------------------------
 
@@ -352,8 +292,10 @@ class VllmEngine(LoopThreadEngine):
     ) -> None:
         await self._ready()
         token_ids, items = vllm_prompt(prompt)
-        record = _Record(stream.seq_id, prompt, request_id=f"seq-{stream.seq_id}")
-        self._remember(record)
+        record = RequestRecord(
+            seq_id=stream.seq_id, prompt=prompt, request_id=f"seq-{stream.seq_id}"
+        )
+        self._records.start(record)
         request: dict[str, Any] = {"prompt_token_ids": token_ids}
         if items:
             request["multi_modal_data"] = {"audio": items}
@@ -370,25 +312,13 @@ class VllmEngine(LoopThreadEngine):
         params: SamplingParams,
     ) -> None:
         await self._ready()
-        source = self._records.get(seq_id)
-        if source is None:
-            raise KeyError(f"sequence {seq_id} is unknown, or it ended long ago")
-        if not 0 <= position <= source.length:
-            raise ValueError(f"fork at {position} but sequence {seq_id} has {source.length} tokens")
-        context = source.whole_context().head(position).extend((), suffix)
+        _, context = self._records.fork_context(seq_id, position, suffix)
         check_context(context, self.max_context, self.vocab_size)
         await self._start_request(stream, loop, context, params)
 
-    async def _cancel(self, seq_id: int) -> None:
-        record = self._records.get(seq_id)
-        task = record.task if record is not None else None
-        if task is not None:
-            task.cancel()  # AsyncLLM.generate aborts the request when cancelled
-            await asyncio.gather(task, return_exceptions=True)
-
     async def _pump(
         self,
-        record: _Record,
+        record: RequestRecord,
         stream: QueuedTokenStream,
         loop: asyncio.AbstractEventLoop,
         request: dict[str, Any],
@@ -417,7 +347,7 @@ class VllmEngine(LoopThreadEngine):
         else:
             post(loop, stream.receive, (), FinishReason.STOP)  # ends it if vLLM did not
         finally:
-            record.task = None
+            self._request_ended(record)
 
     def _sampling(self, params: SamplingParams, context: int) -> Any:
         from vllm import SamplingParams as VllmSamplingParams
@@ -436,18 +366,8 @@ class VllmEngine(LoopThreadEngine):
             output_kind=RequestOutputKind.DELTA,
         )
 
-    def _remember(self, record: _Record) -> None:
-        self._records[record.seq_id] = record
-        ended = [r for r in self._records.values() if r.task is None]
-        for old in ended[: max(0, len(ended) - ENDED_SEQUENCES_KEPT)]:
-            del self._records[old.seq_id]
-
     async def _stop(self) -> None:
-        tasks = [r.task for r in self._records.values() if r.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._records.clear()
+        await self._cancel_requests()  # AsyncLLM.generate aborts a request when cancelled
         if self._started.done() and self._started.exception() is None:
             self._llm.shutdown()
             self._llm = None  # its finaliser would shut it down again at interpreter exit
@@ -457,7 +377,6 @@ class VllmEngine(LoopThreadEngine):
 
 __all__ = [
     "CPU_BLOCK_SIZE",
-    "load_audio_side",
     "VLLM_EXTRA_HINT",
     "VllmEngine",
     "VllmOptions",

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.app import create_app
 from server.settings import Settings
 from streaming.engine.base import Prompt, SamplingParams
+from streaming.engine.factory import AudioSide
 from streaming.engine.torch_engine import TorchEngine
 from streaming.model.audio_encoder import audio_token_count
 from streaming.model.checkpoint import LoadedModel, load_checkpoint
@@ -104,7 +105,7 @@ def loaded(tiny_checkpoint: Path) -> LoadedModel:
 async def responder(loaded: LoadedModel) -> AsyncIterator[ModelResponder]:
     engine = TorchEngine(loaded.model.model, loaded.model.lm_head, max_slots=8, max_seq_len=512)
     settings = ResponderSettings(max_output_tokens=MAX_TOKENS, schedule=SCHEDULE)
-    responder = ModelResponder(loaded, engine, RecordingTTS(), settings)
+    responder = ModelResponder(AudioSide.of(loaded), engine, RecordingTTS(), settings)
     yield responder
     await responder.close()
 
@@ -380,7 +381,7 @@ async def long_turn_responder(plain_loaded: LoadedModel) -> AsyncIterator[ModelR
         plain_loaded.model.model, plain_loaded.model.lm_head, max_slots=4, max_seq_len=1024
     )
     settings = ResponderSettings(max_output_tokens=LISTENING_TOKENS)
-    responder = ModelResponder(plain_loaded, engine, get_backend("espeak"), settings)
+    responder = ModelResponder(AudioSide.of(plain_loaded), engine, get_backend("espeak"), settings)
     yield responder
     await responder.close()
 

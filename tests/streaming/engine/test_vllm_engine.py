@@ -12,7 +12,8 @@ import torch
 
 from streaming.engine import vllm_engine
 from streaming.engine.base import EngineError, Prompt
-from streaming.engine.vllm_engine import VllmEngine, VllmOptions, load_audio_side, vllm_prompt
+from streaming.engine.factory import load_audio_side
+from streaming.engine.vllm_engine import VllmEngine, VllmOptions, vllm_prompt
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM, StepAudio2TextConfig, register
 from streaming.model.checkpoint import load_checkpoint
 from streaming.model.config import CheckpointError
