@@ -460,7 +460,9 @@ async def test_a_listening_sequence_that_does_not_match_is_not_forked(long_turn_
     await _listen(responder, audio, "item_other")  # heard without the instructions
     _, prefill = await _answer_and_prefill(responder, request)
     builder = responder.builder
-    conversation = builder.build(await responder._messages(request), add_generation_prompt=False)
+    conversation = builder.build(
+        await responder.prompts.messages(request), add_generation_prompt=False
+    )
     # a different start: the whole prompt was prefilled (no_think's empty reasoning block)
     assert prefill == len(conversation) + len(builder.assistant_prefix(""))
 
