@@ -44,7 +44,8 @@ import torch
 from streaming.engine.base import Engine, Prompt, SamplingParams
 from streaming.engine.torch_engine import TorchEngine
 from streaming.model.checkpoint import LoadedModel, load_checkpoint
-from streaming.model.writer import ModelSizes, parameter_count, write_checkpoint
+from streaming.model.sizes import VLLM_CPU_SMALL, ModelSizes
+from streaming.model.writer import parameter_count, write_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 AUDIO_TOKENS_PER_SECOND = 12.5
@@ -57,17 +58,6 @@ CANCEL_AFTER = 5  # tokens decoded before the cancel
 MAX_CONTEXT = 1024
 VLLM_KV_CACHE_GIB = 1.0
 ENGINE_NAMES = ("torch", "vllm")
-# A checkpoint that vLLM's CPU kernels take (head size 32) and that starts in seconds.
-QUICK_SIZES = ModelSizes(
-    hidden_size=128,
-    intermediate_size=256,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    n_audio_state=64,
-    n_audio_head=4,
-    n_audio_layer=2,
-)
 FULL = {"decode_tokens": 64, "runs": 5}
 QUICK = {"decode_tokens": 8, "runs": 1}
 
@@ -301,7 +291,7 @@ def checkpoint_for(model: str, quick: bool, workdir: Path) -> tuple[Path, str]:
         from streaming.default_model import default_checkpoint
 
         return default_checkpoint(), "embedded default"
-    sizes: ModelSizes | str = QUICK_SIZES if quick else model
+    sizes: ModelSizes | str = VLLM_CPU_SMALL if quick else model
     name = "quick" if quick else model
     return write_checkpoint(workdir / name, sizes), name
 

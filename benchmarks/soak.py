@@ -361,10 +361,10 @@ def serve(port: int, max_sessions: int) -> None:
 
     @app.get("/soak/state")
     async def state() -> dict[str, Any]:
-        engine = getattr(responder, "engine", None)
+        engine = responder.engine
         return {
             "tasks": len(asyncio.all_tasks()),
-            "engine_sequences": len(getattr(engine, "_sequences", {})),
+            "engine_sequences": engine.active_sequences,
             "sessions": app.state.active_sessions,
             "rss_bytes": rss_bytes(os.getpid()),
         }

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -143,20 +144,28 @@ def create_app(
     voices = responder.voices()
     check_default_voice(settings, voices)
     turn_models = turn_models or load_turn_models(settings)
-    judge = turn_models.judge  # semantic_vad's model, shared by all sessions
-    docs = settings.api_docs  # off unless asked for: the API is the Realtime protocol's
-    app = FastAPI(
+    app = _new_app(api_docs=settings.api_docs)
+    routes = Routes(app, responder, settings, voices, turn_models)
+    _add_edge_checks(app, settings, routes.keys, routes.refusals)
+    routes.add_to(app)
+    # the browser page at /, its files under /web/ (server/web/README.md)
+    mount_page(app, _page_settings(settings, voices, routes.keys))
+    return app
+
+
+def _new_app(api_docs: bool) -> FastAPI:
+    """The bare app; its docs are off unless asked for: the API is the Realtime protocol's."""
+    return FastAPI(
         title="step-realtime",
         version="0.1.0",
         lifespan=_warming,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if api_docs else None,
+        redoc_url="/redoc" if api_docs else None,
+        openapi_url="/openapi.json" if api_docs else None,
     )
-    keys = KeyStore(settings.api_keys, max_per_key=settings.max_client_secrets_per_key)
-    metrics = Metrics(settings.max_sessions, settings.first_audio_target_seconds)
-    refusals = Refusals(metrics)
-    drain = Drain(settings.drain_timeout_seconds, metrics)
+
+
+def _add_edge_checks(app: FastAPI, settings: Settings, keys: KeyStore, refusals: Refusals) -> None:
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_http_body_bytes,
@@ -169,236 +178,304 @@ def create_app(
         loopback_only=not keys.required and not settings.allow_remote_without_auth,
         refusals=refusals,
     )
-    limits = Limits(
-        max_message_bytes=settings.max_message_bytes,
-        max_input_buffer_ms=int(settings.max_input_buffer_seconds * 1000),
-        config=SessionLimits(semantic_vad_missing=turn_models.semantic_vad_missing),
+
+
+def _page_settings(settings: Settings, voices: list[str], keys: KeyStore) -> dict[str, Any]:
+    return page_config(
+        model=settings.model_name,
+        voices=voices,
+        default_voice=default_config(settings, voices).voice or None,
+        efforts=list(REASONING_EFFORTS),
+        default_effort=settings.reasoning_effort,
+        auth_required=keys.required,
+        first_audio_target_seconds=settings.first_audio_target_seconds,
     )
-    app.state.settings = settings
-    app.state.keys = keys
-    app.state.metrics = metrics
-    app.state.refusals = refusals
-    app.state.drain = drain
-    app.state.responder = responder
-    app.state.active_sessions = 0
-    app.state.ready = True
-    app.state.startup_error = None  # why the warm-up failed
-    app.state.stop_on_failure = None  # set by `serve`: stops the server when warm-up fails
 
-    def config_from(session: object) -> SessionConfig:
-        """A new session's configuration: the server's defaults, with `session` applied; a
-        client secret's session must be valid whole (it is created, not updated)."""
-        config = default_config(settings, voices)
-        if session is None:
-            return config
-        if not isinstance(session, dict):
-            raise ProtocolError(ErrorCode.INVALID_VALUE, "session must be an object", "session")
-        config, errors = apply_update(config, session, voices, limits.config)
-        if errors:
-            raise errors[0]
-        return config
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
+class Routes:
+    """The app's routes, one method each, over the parts all requests share. Those parts are
+    on `app.state` too, where `serve`, the warm-up and tests reach them; the session count
+    and readiness live only there."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        responder: Responder,
+        settings: Settings,
+        voices: list[str],
+        turn_models: TurnModels,
+    ) -> None:
+        self.responder = responder
+        self.settings = settings
+        self.voices = voices
+        self.judge = turn_models.judge  # semantic_vad's model, shared by all sessions
+        self.keys = KeyStore(settings.api_keys, max_per_key=settings.max_client_secrets_per_key)
+        self.metrics = Metrics(settings.max_sessions, settings.first_audio_target_seconds)
+        self.refusals = Refusals(self.metrics)
+        self.drain = Drain(settings.drain_timeout_seconds, self.metrics)
+        self.limits = Limits(
+            max_message_bytes=settings.max_message_bytes,
+            max_input_buffer_ms=int(settings.max_input_buffer_seconds * 1000),
+            config=SessionLimits(semantic_vad_missing=turn_models.semantic_vad_missing),
+        )
+        self.state = app.state
+        self._publish()
+
+    def _publish(self) -> None:
+        state = self.state
+        state.settings = self.settings
+        state.keys = self.keys
+        state.metrics = self.metrics
+        state.refusals = self.refusals
+        state.drain = self.drain
+        state.responder = self.responder
+        state.active_sessions = 0
+        state.ready = True
+        state.startup_error = None  # why the warm-up failed
+        state.stop_on_failure = None  # set by `serve`: stops the server when warm-up fails
+
+    def add_to(self, app: FastAPI) -> None:
+        app.get("/healthz")(self.healthz)
+        app.get("/readyz")(self.readyz)
+        app.get("/metrics", response_model=None)(self.metrics_endpoint)
+        app.post("/admin/drain")(self.admin_drain)
+        app.post("/v1/realtime/client_secrets")(self.client_secrets)
+        app.websocket("/v1/realtime")(self.realtime)
+        app.websocket("/v1/live/sessions")(self.live)
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        full = app.state.active_sessions >= settings.max_sessions
-        engine = _engine_status(responder)
-        ready = app.state.ready and not full and engine.get("healthy", True) is not False
-        ready = ready and not drain.draining
-        status = "draining" if drain.draining else "ready" if ready else "not ready"
-        body: dict[str, object] = {"status": status, "sessions": app.state.active_sessions}
+    async def readyz(self) -> JSONResponse:
+        sessions = self.state.active_sessions
+        full = sessions >= self.settings.max_sessions
+        engine = _engine_status(self.responder)
+        ready = self.state.ready and not full and engine.get("healthy", True) is not False
+        ready = ready and not self.drain.draining
+        status = "draining" if self.drain.draining else "ready" if ready else "not ready"
+        body: dict[str, object] = {"status": status, "sessions": sessions}
         if engine:  # capacity for a balancer or an autoscaler (docs/scaling.md)
             body["engine"] = engine
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", response_model=None)
-    async def metrics_endpoint(request: Request) -> PlainTextResponse | JSONResponse:
-        if keys.required and not settings.open_metrics:
-            if not keys.is_api_key(token_from(request.headers)):
-                refusals.refuse("invalid_api_key", "/metrics without an API key", _peer(request))
+    async def metrics_endpoint(self, request: Request) -> PlainTextResponse | JSONResponse:
+        if self.keys.required and not self.settings.open_metrics:
+            if not self.keys.is_api_key(token_from(request.headers)):
+                self.refusals.refuse(
+                    "invalid_api_key", "/metrics without an API key", _peer(request)
+                )
                 return _http_error(401, "invalid_api_key", "/metrics needs an API key")
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = self.metrics.registry
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    def admin_refusal(request: Request, what: str) -> JSONResponse | None:
-        """An API key where the server has keys; else a loopback client. None: allowed."""
-        if keys.required and not keys.is_api_key(token_from(request.headers)):
-            refusals.refuse("invalid_api_key", f"{what} without an API key", _peer(request))
-            return _http_error(401, "invalid_api_key", f"{what} needs an API key")
-        if not keys.required and not is_loopback_host(_peer(request)):
-            message = f"a server without API keys takes {what} from loopback clients only"
-            refusals.refuse("not_loopback", message, _peer(request))
-            return _http_error(403, "not_loopback", message)
-        return None
-
-    @app.post("/admin/drain")
-    async def admin_drain(request: Request) -> JSONResponse:
+    async def admin_drain(self, request: Request) -> JSONResponse:
         """Drain as on SIGTERM (server/drain.py); under `serve` the process exits once done."""
-        refused = admin_refusal(request, "/admin/drain")
+        refused = self._caller_refusal(
+            request,
+            "/admin/drain",
+            needs_key="/admin/drain needs an API key",
+            loopback_only="a server without API keys takes /admin/drain from loopback clients only",
+        )
         if refused is not None:
             return refused
-        drain.start("admin")
+        self.drain.start("admin")
         body = {
             "status": "draining",
-            "sessions": drain.sessions,
-            "timeout_seconds": drain.timeout_seconds,
+            "sessions": self.drain.sessions,
+            "timeout_seconds": self.drain.timeout_seconds,
         }
         return JSONResponse(body, status_code=202)
 
-    @app.post("/v1/realtime/client_secrets")
-    async def client_secrets(request: Request) -> JSONResponse:
-        token = token_from(request.headers)
-        if keys.required and not keys.is_api_key(token):
-            refusals.refuse("invalid_api_key", "client_secrets without an API key", _peer(request))
-            return _http_error(401, "invalid_api_key", "an API key is required to mint secrets")
-        if not keys.required and not is_loopback_host(_peer(request)):
-            message = "a server without API keys mints client secrets for loopback clients only"
-            refusals.refuse("not_loopback", message, _peer(request))
-            return _http_error(403, "not_loopback", message)
-        if drain.draining:  # a secret is good on this server only, which takes no new session
-            code = str(ErrorCode.SERVER_SHUTTING_DOWN)
-            refusals.refuse(code, "client secret refused: draining", _peer(request))
-            return _http_error(503, code, REFUSED_MESSAGE)
-        raw = await request.body()  # read (and capped) by BodyLimit
+    async def client_secrets(self, request: Request) -> JSONResponse:
+        refused = self._minting_refusal(request)
+        if refused is not None:
+            return refused
         try:
-            body = load_json(raw) if raw.strip() else None
+            ttl, session = self._secret_request(await request.body())  # capped by BodyLimit
+            config = self.config_from(session)
         except ProtocolError as error:
             return _http_error(400, str(error.code), error.message, error.param)
+        rendered = render_session(new_id("sess"), config, beta=False)
+        owner = token_from(request.headers) or OPEN_OWNER
+        try:  # minted last: a request that fails above leaves no secret behind
+            value, expires_at = self.keys.mint(ttl, session, owner=owner)
+        except TooManySecrets as error:
+            self.refusals.refuse("too_many_client_secrets", str(error), _peer(request))
+            return _http_error(429, "too_many_client_secrets", str(error))
+        return JSONResponse({"value": value, "expires_at": expires_at, "session": rendered})
+
+    def _minting_refusal(self, request: Request) -> JSONResponse | None:
+        """Who may mint a client secret: as for /admin/drain, and none while draining."""
+        refused = self._caller_refusal(
+            request,
+            "client_secrets",
+            needs_key="an API key is required to mint secrets",
+            loopback_only=(
+                "a server without API keys mints client secrets for loopback clients only"
+            ),
+        )
+        if refused is None and self.drain.draining:
+            # a secret is good on this server only, which takes no new session
+            code = str(ErrorCode.SERVER_SHUTTING_DOWN)
+            self.refusals.refuse(code, "client secret refused: draining", _peer(request))
+            return _http_error(503, code, REFUSED_MESSAGE)
+        return refused
+
+    def _caller_refusal(
+        self, request: Request, what: str, *, needs_key: str, loopback_only: str
+    ) -> JSONResponse | None:
+        """An API key where the server has keys; else a loopback client. None: allowed."""
+        if self.keys.required and not self.keys.is_api_key(token_from(request.headers)):
+            self.refusals.refuse("invalid_api_key", f"{what} without an API key", _peer(request))
+            return _http_error(401, "invalid_api_key", needs_key)
+        if not self.keys.required and not is_loopback_host(_peer(request)):
+            self.refusals.refuse("not_loopback", loopback_only, _peer(request))
+            return _http_error(403, "not_loopback", loopback_only)
+        return None
+
+    def _secret_request(self, raw: bytes) -> tuple[int, Any]:
+        """A client secret request's lifetime in seconds, and its session as sent (None:
+        the defaults; `config_from` checks it)."""
+        body = load_json(raw) if raw.strip() else None
         if not isinstance(body, dict):
             body = {}
         expires = body.get("expires_after")
         expires = expires if isinstance(expires, dict) else {}
-        ttl = expires.get("seconds", settings.client_secret_ttl_seconds)
+        ttl = expires.get("seconds", self.settings.client_secret_ttl_seconds)
         if not isinstance(ttl, int) or not MIN_SECRET_TTL_SECONDS <= ttl <= MAX_SECRET_TTL_SECONDS:
-            return _http_error(
-                400,
-                str(ErrorCode.INVALID_VALUE),
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE,
                 f"expires_after.seconds must be an integer from {MIN_SECRET_TTL_SECONDS} "
                 f"to {MAX_SECRET_TTL_SECONDS}",
                 "expires_after.seconds",
             )
-        session = body.get("session")
-        try:
-            config = config_from(session)
-        except ProtocolError as error:
-            return _http_error(400, str(error.code), error.message, error.param)
-        rendered = render_session(new_id("sess"), config, beta=False)
-        try:  # minted last: a request that fails above leaves no secret behind
-            value, expires_at = keys.mint(ttl, session, owner=token or OPEN_OWNER)
-        except TooManySecrets as error:
-            refusals.refuse("too_many_client_secrets", str(error), _peer(request))
-            return _http_error(429, "too_many_client_secrets", str(error))
-        return JSONResponse({"value": value, "expires_at": expires_at, "session": rendered})
+        return ttl, body.get("session")
 
-    @app.websocket("/v1/realtime")
-    async def realtime(ws: WebSocket, model: str | None = None) -> None:
+    def config_from(self, session: object) -> SessionConfig:
+        """A new session's configuration: the server's defaults, with `session` applied; a
+        client secret's session must be valid whole (it is created, not updated)."""
+        config = default_config(self.settings, self.voices)
+        if session is None:
+            return config
+        if not isinstance(session, dict):
+            raise ProtocolError(ErrorCode.INVALID_VALUE, "session must be an object", "session")
+        config, errors = apply_update(config, session, self.voices, self.limits.config)
+        if errors:
+            raise errors[0]
+        return config
+
+    # --- WebSocket sessions ---------------------------------------------------------------
+
+    async def realtime(self, ws: WebSocket, model: str | None = None) -> None:
+        await self._serve_session(ws, model, live=False)
+
+    async def live(self, ws: WebSocket) -> None:
+        """GPT-Live over a WebSocket: the client starts it with `session.start`."""
+        await self._serve_session(ws, None, live=True)
+
+    async def _serve_session(self, ws: WebSocket, model: str | None, live: bool) -> None:
         try:
-            await open_session(ws, model)
+            await self._open_session(ws, model, live)
         except Exception:  # set-up, or a failure outside the session machine's own catch-all
             log.exception("session set-up failed; closing with 1011")
-            metrics.connections_closed.labels(str(ErrorCode.SERVER_ERROR)).inc()
+            self.metrics.connections_closed.labels(str(ErrorCode.SERVER_ERROR)).inc()
             await _fail(ws)
 
-    @app.websocket("/v1/live/sessions")
-    async def live(ws: WebSocket) -> None:
-        """GPT-Live over a WebSocket: the client starts it with `session.start`."""
-        try:
-            await open_session(ws, None, live=True)
-        except Exception:  # as /v1/realtime's
-            log.exception("session set-up failed; closing with 1011")
-            metrics.connections_closed.labels(str(ErrorCode.SERVER_ERROR)).inc()
-            await _fail(ws)
-
-    async def open_session(ws: WebSocket, model: str | None, live: bool = False) -> None:
+    async def _open_session(self, ws: WebSocket, model: str | None, live: bool) -> None:
         offered = ws.scope.get("subprotocols", [])
-        grant = keys.check(token_from(ws.headers, offered))
+        grant = self.keys.check(token_from(ws.headers, offered))
         if grant is None:
-            refusals.refuse("invalid_api_key", "handshake without a valid key", _peer(ws))
+            self.refusals.refuse("invalid_api_key", "handshake without a valid key", _peer(ws))
             await _deny(ws, "missing or invalid API key or client secret")
             return
         beta = BETA_HEADER_VALUE in ws.headers.get("openai-beta", "") or BETA_SUBPROTOCOL in offered
         await _accept(ws)
-        config = config_from(grant.session)
+        config = self.config_from(grant.session)
         if model:
             config = dataclasses.replace(config, model=model)
-        session: SessionMachine
-        if live:
-            started_at = time.time()
-            session = LiveSession(
+        session = self._new_session(config, beta=beta, live=live)
+        if await self._refused(ws, session):
+            return
+        await self._run(ws, session, client=grant.kind, live=live)
+
+    def _new_session(self, config: SessionConfig, *, beta: bool, live: bool) -> SessionMachine:
+        speculate_after_ms = self.settings.speculative_start_ms or None
+        if not live:
+            return Session(
                 config,
-                voices,
-                limits=limits,
-                speculate_after_ms=settings.speculative_start_ms or None,
-                vad=settings.vad,
-                started_at=started_at,
-                expires_at=int(started_at + settings.max_session_seconds),
-            )
-        else:
-            session = Session(
-                config,
-                voices,
+                self.voices,
                 beta=beta,
-                limits=limits,
-                speculate_after_ms=settings.speculative_start_ms or None,
-                vad=settings.vad,
+                limits=self.limits,
+                speculate_after_ms=speculate_after_ms,
+                vad=self.settings.vad,
             )
-        context = {"session_id": session.id}
-        if drain.draining:
+        started_at = time.time()
+        return LiveSession(
+            config,
+            self.voices,
+            limits=self.limits,
+            speculate_after_ms=speculate_after_ms,
+            vad=self.settings.vad,
+            started_at=started_at,
+            expires_at=int(started_at + self.settings.max_session_seconds),
+        )
+
+    async def _refused(self, ws: WebSocket, session: SessionMachine) -> bool:
+        """Refuse `session` while draining or at capacity (the error event, close 1013)."""
+        if self.drain.draining:
             code = ErrorCode.SERVER_SHUTTING_DOWN
-            refusals.refuse(str(code), "session refused: draining", _peer(ws))
+            self.refusals.refuse(str(code), "session refused: draining", _peer(ws))
             await _refuse(ws, session, code, REFUSED_MESSAGE, "server shutting down")
-            return
-        if app.state.active_sessions >= settings.max_sessions:
-            metrics.sessions_rejected.inc()
-            refusals.log.refused("session_limit_reached", "session refused: at capacity", _peer(ws))
-            message = (
-                f"the server is at its limit of {settings.max_sessions} sessions; try again later"
-            )
-            code = ErrorCode.SESSION_LIMIT_REACHED
-            await _refuse(ws, session, code, message, "session limit reached")
-            return
-        app.state.active_sessions += 1
-        metrics.sessions.inc()
-        metrics.sessions_active.inc()
-        log.info("session opened", extra={**context, "client": grant.kind})
+            return True
+        limit = self.settings.max_sessions
+        if self.state.active_sessions < limit:
+            return False
+        self.metrics.sessions_rejected.inc()
+        self.refusals.log.refused(
+            "session_limit_reached", "session refused: at capacity", _peer(ws)
+        )
+        message = f"the server is at its limit of {limit} sessions; try again later"
+        code = ErrorCode.SESSION_LIMIT_REACHED
+        await _refuse(ws, session, code, message, "session limit reached")
+        return True
+
+    async def _run(
+        self, ws: WebSocket, session: SessionMachine, *, client: str, live: bool
+    ) -> None:
+        """Run an admitted session to its end, counted in the active sessions meanwhile."""
+        context = {"session_id": session.id}
+        self.state.active_sessions += 1
+        self.metrics.sessions.inc()
+        self.metrics.sessions_active.inc()
+        log.info("session opened", extra={**context, "client": client})
         connection: Connection | None = None
         try:
-            connection = Connection(
-                ws,
-                session,
-                responder,
-                metrics,
-                send_queue_bytes=settings.send_queue_bytes,
-                send_stall_seconds=settings.send_stall_seconds,
-                max_session_seconds=settings.max_session_seconds,
-                idle_timeout_seconds=settings.idle_timeout_seconds,
-                judge=judge,
-                audio_lead_seconds=AUDIO_LEAD_MS / 1000 if live else None,
-            )
-            drain.add(connection)
+            connection = self._connection(ws, session, live)
+            self.drain.add(connection)
             await connection.run()
         finally:
             if connection is not None:
-                drain.discard(connection)
-            app.state.active_sessions -= 1
-            metrics.sessions_active.dec()
+                self.drain.discard(connection)
+            self.state.active_sessions -= 1
+            self.metrics.sessions_active.dec()
             log.info("session closed", extra=context)
 
-    mount_page(  # the browser page at /, its files under /web/ (server/web/README.md)
-        app,
-        page_config(
-            model=settings.model_name,
-            voices=voices,
-            default_voice=default_config(settings, voices).voice or None,
-            efforts=list(REASONING_EFFORTS),
-            default_effort=settings.reasoning_effort,
-            auth_required=keys.required,
-            first_audio_target_seconds=settings.first_audio_target_seconds,
-        ),
-    )
-    return app
+    def _connection(self, ws: WebSocket, session: SessionMachine, live: bool) -> Connection:
+        settings = self.settings
+        return Connection(
+            ws,
+            session,
+            self.responder,
+            self.metrics,
+            send_queue_bytes=settings.send_queue_bytes,
+            send_stall_seconds=settings.send_stall_seconds,
+            max_session_seconds=settings.max_session_seconds,
+            idle_timeout_seconds=settings.idle_timeout_seconds,
+            judge=self.judge,
+            audio_lead_seconds=AUDIO_LEAD_MS / 1000 if live else None,
+        )
 
 
 async def _accept(ws: WebSocket) -> None:

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from streaming.model.writer import TINY, write_checkpoint
+from streaming.model.sizes import TINY
+from streaming.model.writer import write_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The embedded model's sizes, its construction, and writing it as a real checkpoint.
+"""The embedded model: its construction (sizes: streaming/model/sizes.py), and writing it as a
+real checkpoint.
 
 The model is `StepAudio2ForCausalLM` itself (encoder, adaptor, Qwen2 decoder, untied head), built
 from a config.json in StepFun's layout, so the file it is saved to loads through
@@ -21,51 +22,20 @@ from streaming.arith.tokenizer import write_tokenizer
 from streaming.model.checkpoint import SINGLE_FILE
 from streaming.model.config import StepAudio2Config
 from streaming.model.modeling import StepAudio2ForCausalLM
+from streaming.model.sizes import ARITH_PRESETS, ModelSizes
 from streaming.model.tokens import EOT, GENERATION_CONFIG_FILE
-from streaming.model.writer import (
-    ENDOFTEXT,
-    VOCAB_ROUNDING,
-    ModelSizes,
-    _audio_config,
-    _text_config,
-)
+from streaming.model.writer import ENDOFTEXT, audio_config, padded_vocab_size, text_config
 
-# The shipped model (2 M parameters): narrow, so that a CPU trains it in minutes. A 96-wide
-# encoder tells the few dozen words apart; a 128-wide decoder holds the ~1000 facts of the task.
-# n_audio_ctx stays 1500 (30 s clips), as the server's 25 s chunks need.
-ARITH = ModelSizes(
-    hidden_size=128,
-    intermediate_size=384,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    n_audio_state=96,
-    n_audio_head=4,
-    n_audio_layer=2,
-    max_position_embeddings=4096,
-)
-# For tests: the same code path in seconds.
-TINY = ModelSizes(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    n_audio_state=32,
-    n_audio_head=2,
-    n_audio_layer=1,
-    n_audio_ctx=1500,
-    max_position_embeddings=4096,
-)
-SIZES = {"arith": ARITH, "tiny": TINY}
+# By `--size` name: "arith", the shipped model, or "tiny", its quick test (ARITH_TINY)
+SIZES = ARITH_PRESETS
 
 
 def model_config(sizes: ModelSizes, tokenizer: PreTrainedTokenizerBase) -> dict:
     """config.json's contents (StepFun's layout) for these sizes and this tokenizer, with our
     key `max_history_turns`: the server keeps at most that many earlier user turns."""
-    vocab_size = -(-len(tokenizer) // VOCAB_ROUNDING) * VOCAB_ROUNDING
+    vocab_size = padded_vocab_size(len(tokenizer))
     eos = token_id(tokenizer, ENDOFTEXT)
-    raw = StepAudio2Config.make_raw(_audio_config(sizes), _text_config(sizes, vocab_size, eos))
+    raw = StepAudio2Config.make_raw(audio_config(sizes), text_config(sizes, vocab_size, eos))
     return {**raw, "max_history_turns": MAX_HISTORY_TURNS}
 
 

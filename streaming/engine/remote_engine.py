@@ -77,6 +77,7 @@ from streaming.engine.loop_thread import LoopThreadEngine, RequestRecord, post
 from streaming.engine.records import ENDED_SEQUENCES_KEPT, SequenceRecords
 from streaming.engine.streams import QueuedTokenStream
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM
+from streaming.engine.vllm_shared import FINISH_REASONS, audio_runs
 from streaming.model.config import StepAudio2Config
 
 logger = logging.getLogger(__name__)
@@ -94,12 +95,6 @@ SERVE_HINT = (
     "MODEL_DIR` with the flags of docs/scaling.md) and pass --engine-url http://HOST:N"
 )
 _WIRE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_FINISH_REASONS = {
-    "stop": FinishReason.STOP,
-    "length": FinishReason.LENGTH,
-    "abort": FinishReason.CANCELLED,
-    "error": FinishReason.ERROR,
-}
 
 
 @dataclass(frozen=True)
@@ -256,22 +251,12 @@ def audio_items(prompt: Prompt) -> list[tuple[int, torch.Tensor]]:
         raise ValueError("audio rows must sit at <audio_patch> positions of the prompt")
     items: list[tuple[int, torch.Tensor]] = []
     row = 0
-    for start, length in _runs(positions):
+    for start, length in audio_runs(positions):
         for offset in range(0, length, MAX_ROWS_PER_ITEM):
             size = min(MAX_ROWS_PER_ITEM, length - offset)
             items.append((start + offset, prompt.audio_embeds[row + offset : row + offset + size]))
         row += length
     return items
-
-
-def _runs(positions: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for position in positions:
-        if runs and position == runs[-1][0] + runs[-1][1]:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((position, 1))
-    return runs
 
 
 def generate_body(
@@ -673,7 +658,7 @@ class RemoteEngine(LoopThreadEngine):
                     record.generated.extend(tokens)
                     reason = choice.get("finish_reason")
                     if reason is not None:
-                        reason = _FINISH_REASONS.get(reason, FinishReason.STOP)
+                        reason = FINISH_REASONS.get(reason, FinishReason.STOP)
                         if reason == FinishReason.ERROR:
                             raise EngineError(f"the vLLM server failed request {record.request_id}")
                     post(loop, stream.receive, tokens)

@@ -138,7 +138,6 @@ class TorchEngine(Engine):
         self._records: SequenceRecords[_Sequence] = SequenceRecords(ended_kept)
         # Waiting or running, by id: `_records.active` (a leak test and benchmarks/soak.py read
         # this name).
-        self._sequences = self._records.active
         self._waiting: collections.deque[_Sequence] = collections.deque()
         self._running: list[_Sequence] = []
         # Results for each event loop, sent once per loop turn (see `_post`).
@@ -163,7 +162,7 @@ class TorchEngine(Engine):
 
     @property
     def active_sequences(self) -> int:
-        return len(self._sequences)
+        return len(self._records.active)
 
     @property
     def healthy(self) -> bool:
@@ -259,7 +258,7 @@ class TorchEngine(Engine):
         self._post(loop, _resolve, started)
 
     def _cancel(self, seq_id: int, done: asyncio.Future[None]) -> None:
-        seq = self._sequences.get(seq_id)
+        seq = self._records.active.get(seq_id)
         if seq is not None:
             self._end(seq, FinishReason.CANCELLED)
         self._post(done.get_loop(), _resolve, done)
@@ -303,7 +302,7 @@ class TorchEngine(Engine):
                 except Exception as exc:  # a bug here must end the streams, not hang them
                     self._fail(list(self._running), exc)
                 self._send_outbox()
-            for seq in list(self._sequences.values()):
+            for seq in list(self._records.active.values()):
                 self._end(seq, FinishReason.CANCELLED)
             self._records.clear()
             self._send_outbox()

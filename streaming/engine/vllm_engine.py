@@ -47,6 +47,7 @@ from streaming.engine.loop_thread import LoopThreadEngine, RequestRecord, post
 from streaming.engine.records import ENDED_SEQUENCES_KEPT, SequenceRecords
 from streaming.engine.streams import QueuedTokenStream
 from streaming.engine.vllm_plugin import MAX_ROWS_PER_ITEM
+from streaming.engine.vllm_shared import FINISH_REASONS, audio_runs
 from streaming.model.config import CheckpointError, StepAudio2Config
 
 logger = logging.getLogger(__name__)
@@ -66,13 +67,6 @@ CPU_BLOCK_SIZE = 32
 # whole GiB only): 32k positions of the 48.6M benchmark model, a few thousand of a 7B one.
 DEFAULT_CPU_KV_CACHE_GIB = 1.0
 GIB = 1024**3
-
-_FINISH_REASONS = {
-    "stop": FinishReason.STOP,
-    "length": FinishReason.LENGTH,
-    "abort": FinishReason.CANCELLED,
-    "error": FinishReason.ERROR,
-}
 
 
 @dataclass(frozen=True)
@@ -139,7 +133,7 @@ def vllm_prompt(prompt: Prompt) -> tuple[list[int], list[torch.Tensor]]:
     patch, ids = prompt.audio_patch_id, prompt.token_ids
     if any(ids[p] != patch for p in positions):
         raise ValueError("audio rows must sit at <audio_patch> positions of the prompt")
-    runs = _runs(positions)
+    runs = audio_runs(positions)
     last_audio = positions[-1]
     in_run = set(positions)
     if any(t == patch and i not in in_run for i, t in enumerate(ids[:last_audio])):
@@ -157,17 +151,6 @@ def vllm_prompt(prompt: Prompt) -> tuple[list[int], list[torch.Tensor]]:
         items.append(prompt.audio_embeds[row : row + length].detach().cpu())
         cursor, row = start + length, row + length
     return collapsed + ids[cursor:], items
-
-
-def _runs(positions: list[int]) -> list[tuple[int, int]]:
-    """(start, length) of each run of consecutive positions."""
-    runs: list[tuple[int, int]] = []
-    for position in positions:
-        if runs and position == runs[-1][0] + runs[-1][1]:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((position, 1))
-    return runs
 
 
 class VllmEngine(LoopThreadEngine):
@@ -333,7 +316,7 @@ class VllmEngine(LoopThreadEngine):
                 record.generated.extend(tokens)
                 reason = None
                 if output.finished:
-                    reason = _FINISH_REASONS.get(completion.finish_reason, FinishReason.STOP)
+                    reason = FINISH_REASONS.get(completion.finish_reason, FinishReason.STOP)
                 if cached is None:
                     cached = int(output.num_cached_tokens or 0)
                     post(loop, stream.receive, tokens, reason, None, cached)

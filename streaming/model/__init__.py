@@ -7,7 +7,8 @@
 - `tokens`: `load_tokenizer`, `SpecialTokens` (ids read from the checkpoint).
 - `checkpoint`: `load_checkpoint(path, dtype, device) -> LoadedModel`.
 - `prompt`: `PromptBuilder`, `Message`, `audio_message` -> `streaming.engine.base.Prompt`.
-- `writer`: `write_checkpoint` (random weights, real format), presets `TINY`, `BENCH50M`.
+- `sizes`: `ModelSizes` and every preset (`TINY`, `BENCH50M`, `ARITH`, ...).
+- `writer`: `write_checkpoint` (random weights, real format) of a `ModelSizes` or a preset.
 """
 
 # The rate of every audio the model hears (its front end, the turn detectors, the wire decoders).

@@ -8,13 +8,13 @@ byte-level BPE trained here on embedded English, with Qwen2's pre-tokenizer (sin
 StepFun's special tokens added after the learned vocabulary. The loader reads it through the
 same code path as a real checkpoint.
 
-Presets: `TINY` (every test), `BENCH50M` (about 50M parameters, the engine benchmark).
+Sizes: a `ModelSizes`, or its name in `PRESETS` ("tiny", "bench50m"). They are defined in
+streaming/model/sizes.py; `ModelSizes`, `TINY` and `BENCH50M` are imported from here too.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +35,8 @@ from transformers import PreTrainedTokenizerFast
 from streaming.model.checkpoint import INDEX_FILE
 from streaming.model.config import AudioEncoderConfig, StepAudio2Config
 from streaming.model.modeling import StepAudio2ForCausalLM
+from streaming.model.sizes import BENCH50M, TINY, ModelSizes
+from streaming.model.sizes import WRITER_PRESETS as PRESETS
 from streaming.model.tokens import (
     AUDIO_END,
     AUDIO_PATCH,
@@ -85,49 +87,6 @@ train station. Numbers like 3, 14, 159, 2653 and 58979 should be read one digit 
 "Don't worry," she said. "It's going to be all right; we'll find the way, won't we?"
 Questions, answers, reasons: who, what, when, where, why, and how? Yes, no, maybe.
 """
-
-
-@dataclass(frozen=True)
-class ModelSizes:
-    """Sizes of a written checkpoint (decoder, encoder, tokenizer)."""
-
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    n_audio_state: int
-    n_audio_head: int
-    n_audio_layer: int
-    n_mels: int = 128
-    n_audio_ctx: int = 1500
-    bpe_vocab_size: int = 1000
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 1_000_000.0
-    max_position_embeddings: int = 16384
-
-
-TINY = ModelSizes(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    n_audio_state=64,
-    n_audio_head=4,
-    n_audio_layer=2,
-)
-BENCH50M = ModelSizes(
-    hidden_size=512,
-    intermediate_size=1536,
-    num_hidden_layers=14,
-    num_attention_heads=8,
-    num_key_value_heads=2,
-    n_audio_state=256,
-    n_audio_head=4,
-    n_audio_layer=4,
-)
-PRESETS = {"tiny": TINY, "bench50m": BENCH50M}
 
 
 def write_checkpoint(
@@ -275,11 +234,6 @@ def text_config(sizes: ModelSizes, vocab_size: int, eos: int) -> dict:
         "rope_scaling": None,
         "torch_dtype": "bfloat16",
     }
-
-
-# Earlier names, still imported elsewhere.
-_audio_config = audio_config
-_text_config = text_config
 
 
 def _write_shards(path: Path, state: dict[str, torch.Tensor], shard_size: int) -> None:

@@ -34,8 +34,9 @@ from openai.types.realtime import (
     SessionUpdatedEvent,
 )
 
-from tests.server.helpers import EVENT_TIMEOUT_S, appends, spoken
 from tests.server.serve_process import ServeProcess
+from tests.support.serving import EVENT_TIMEOUT_S
+from tests.support.speech import appends, spoken
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "server", "streaming", "tts")  # what the wheel is made of

@@ -15,7 +15,8 @@ from streaming.pipeline import ResponderSettings, load_responder
 from streaming.responder import Responder
 from streaming.scheduler import ScheduleSettings
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.helpers import running
+from tests.support.presets import shipped_responder
+from tests.support.serving import running
 
 
 @pytest.fixture
@@ -45,6 +46,14 @@ async def model_responder(tiny_checkpoint: Path) -> AsyncIterator[Responder]:
             schedule=ScheduleSettings(reasoning_budget=MODEL_REASONING_TOKENS),
         ),
     )
+    yield responder
+    await responder.close()
+
+
+@pytest.fixture
+async def shipped() -> AsyncIterator[Responder]:
+    """The shipped embedded model (tests/support/presets.py)."""
+    responder = shipped_responder()
     yield responder
     await responder.close()
 

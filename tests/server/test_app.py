@@ -17,7 +17,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from server.app import create_app
 from server.settings import Settings
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.helpers import BARGE_IN_LEAD_MS, appends, recv_until, running, spoken
+from tests.support.serving import recv_until, running
+from tests.support.speech import BARGE_IN_LEAD_MS, appends, spoken
 
 KEY = "sk-test-key"
 

@@ -109,7 +109,7 @@ def _answer(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """`step-realtime answer` on a spoken question, its output piped (not a terminal)."""
     import soundfile
 
-    from tests.server.helpers import spoken
+    from tests.support.speech import spoken
 
     question = tmp_path / "question.wav"
     soundfile.write(question, spoken("what is seven times six", rate=16_000), 16_000)

@@ -23,8 +23,9 @@ from server.cli import main
 from server.drain import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER, DrainingServer
 from server.settings import Settings
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, running
 from tests.server.serve_process import ServeProcess, repo_server
+from tests.support.serving import EVENT_TIMEOUT_S, recv_until, running
+from tests.support.speech import appends
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-drain-test"

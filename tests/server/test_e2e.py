@@ -21,8 +21,9 @@ from websockets.asyncio.client import connect
 
 from server.settings import Settings
 from streaming.pipeline import ResponderSettings, load_responder
-from tests.server.helpers import BARGE_IN_LEAD_MS, EVENT_TIMEOUT_S, appends, recv_until, spoken
 from tests.server.test_app import metric_samples, url
+from tests.support.serving import EVENT_TIMEOUT_S, recv_until, running
+from tests.support.speech import BARGE_IN_LEAD_MS, appends, spoken
 
 CONCURRENT_SESSIONS = 16
 
@@ -153,7 +154,6 @@ async def test_barge_in_cancels_and_history_keeps_the_played_part(tiny_checkpoin
 
 async def _barge_in(responder) -> None:  # noqa: ANN001
     from server.app import create_app
-    from tests.server.helpers import running
 
     async with running(create_app(responder, Settings())) as address:
         async with connect(url(address)) as ws:

@@ -25,8 +25,9 @@ from websockets.asyncio.client import connect
 
 from benchmarks.server_process import REPOSITORY, free_port, stop_process
 from streaming.responder import REASONING_EFFORTS
-from tests.server.helpers import BARGE_IN_LEAD_MS, EVENT_TIMEOUT_S, appends, recv_until, spoken
 from tests.server.test_app import url
+from tests.support.serving import EVENT_TIMEOUT_S, recv_until
+from tests.support.speech import BARGE_IN_LEAD_MS, appends, spoken
 
 CONCURRENT_SESSIONS = 16
 # vLLM's start (engine core and worker processes, weights, profiling) plus the audio side's

@@ -55,9 +55,9 @@ from streaming.responder import (
     ToolCalled,
 )
 from streaming.tool_calls import ToolCall
-from tests.server.helpers import appends, spoken
 from tests.server.test_live import check_live_parses
 from tests.server.test_session import check_sdk_parses
+from tests.support.speech import appends, spoken
 from tts.base import AudioChunk, WordTiming
 
 # hypothesis keeps caches (unicode tables, constants): outside the checkout

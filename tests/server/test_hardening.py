@@ -30,8 +30,9 @@ from server.logs import JsonFormatter
 from server.settings import Settings
 from streaming.responder import Responder
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.helpers import EVENT_TIMEOUT_S, appends, recv_until, serving, spoken
 from tests.server.test_app import metric_samples
+from tests.support.serving import EVENT_TIMEOUT_S, recv_until, serving
+from tests.support.speech import appends, spoken
 
 KEY = "sk-hardening-test-key"
 

@@ -1,7 +1,7 @@
 """Cancel then disconnect, 300 times, against the real model side (the tiny checkpoint through
 the torch engine and espeak-ng): nothing may be left behind. Before the fix, the second
-cancellation (the disconnect) cut `_Reply.stop()` in half in 37 of 40 tries, leaking the speech
-task ("Task was destroyed but it is pending") and the engine sequences."""
+cancellation (the disconnect) cut `ReplyStream.stop()` in half in 37 of 40 tries, leaking the
+speech task ("Task was destroyed but it is pending") and the engine sequences."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from streaming.responder import Responder
-from tests.server.helpers import recv_until
 from tests.server.test_hardening import eventually, guarded, metrics_of, spoken_turn, ws_url
+from tests.support.serving import recv_until
 
 DROPS = 300
 # Where each drop cuts the reply: as soon as it exists, once its text flows, once it speaks.
@@ -72,7 +72,7 @@ async def test_cancel_then_disconnect_leaks_nothing(
         for index in range(DROPS):
             await drop(address, index)
         await eventually(lambda: app.state.active_sessions == 0)
-        await eventually(lambda: not engine._sequences)  # every sequence ended or cancelled
+        await eventually(lambda: not engine.active_sequences)  # every sequence ended or cancelled
         await eventually(lambda: len(asyncio.all_tasks()) <= baseline)
         samples = await metrics_of(address)
         async with connect(ws_url(address)) as ws:  # and the server still talks

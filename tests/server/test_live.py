@@ -40,7 +40,7 @@ from streaming.responder import (
 from streaming.tool_calls import ToolCall
 from streaming.turns.detection import ServerVad
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY, FixedReplyResponder
-from tests.server.helpers import BARGE_IN_LEAD_MS, spoken
+from tests.support.speech import BARGE_IN_LEAD_MS, spoken
 
 VOICES = ["en-us", "en-gb"]
 APPEND_MS = 20

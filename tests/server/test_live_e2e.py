@@ -18,10 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from server.app import create_app
 from server.settings import Settings
-from streaming.default_model import SHIPPED_CHECKPOINT
-from streaming.pipeline import load_responder
 from streaming.responder import (
-    Responder,
     ResponseEvent,
     ResponseFinished,
     ResponseRequest,
@@ -30,9 +27,10 @@ from streaming.responder import (
 )
 from streaming.tool_calls import ToolCall
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
-from tests.server.helpers import BARGE_IN_LEAD_MS, EVENT_TIMEOUT_S, appends, running, spoken
 from tests.server.test_app import metric_samples
 from tests.server.test_live import CALCULATE, check_live_parses
+from tests.support.serving import EVENT_TIMEOUT_S, running
+from tests.support.speech import BARGE_IN_LEAD_MS, appends, spoken
 
 KEY = "sk-live-test"
 
@@ -129,13 +127,6 @@ async def test_one_bad_event_is_one_error_and_the_session_goes_on(make_server) -
             await ws.send(json.dumps({"type": "session.input_audio.mute", "event_id": "m"}))
             muted = json.loads(await ws.recv())
             assert muted == {**muted, "type": "session.input_audio.muted", "client_event_id": "m"}
-
-
-@pytest.fixture
-async def shipped() -> AsyncIterator[Responder]:
-    responder = load_responder(SHIPPED_CHECKPOINT, device="cpu", dtype="float32", max_sequences=4)
-    yield responder
-    await responder.close()
 
 
 async def test_a_spoken_question_is_answered_by_the_shipped_model(shipped) -> None:

@@ -35,7 +35,7 @@ from server.protocol.audio import PCM_16K, PCMA, PCMU, AudioFormat, encode_sampl
 from streaming.responder import ResponseEvent, ResponseFinished, SpeechChunk
 from streaming.turns.detection import ServerVad
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY, FixedReplyResponder
-from tests.server.helpers import BARGE_IN_LEAD_MS, appends, spoken
+from tests.support.speech import BARGE_IN_LEAD_MS, appends, spoken
 
 EXTENSION_EVENTS = {"response.reasoning_text.delta", "response.reasoning_text.done"}
 # the beta SDK types predate these two; GA has them

@@ -30,10 +30,10 @@ from server.settings import Settings
 from server.startup import StartupError
 from streaming.turns import end_of_turn, vad
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.helpers import EVENT_TIMEOUT_S, recv_until, running, serving
 from tests.server.serve_process import ServeProcess, repo_server
 from tests.server.test_app import metric_samples, url
 from tests.server.warm_up_responders import FAILURE, WarmUpResponder
+from tests.support.serving import EVENT_TIMEOUT_S, recv_until, running, serving
 from tts import get_backend
 from tts.base import SAMPLE_RATE, SpeechStream, TTSBackend, speak_once
 

@@ -12,8 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from server.settings import Settings
-from tests.server.helpers import appends, recv_until, spoken
 from tests.server.test_app import metric_samples, url
+from tests.support.serving import recv_until
+from tests.support.speech import appends, spoken
 
 APPEND_S = 0.02  # appends paced as a microphone sends them
 

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
-import pytest
 from openai import AsyncOpenAI
 
 from benchmarks.turns import with_pauses
 from server.app import create_app
 from server.settings import Settings
-from streaming.default_model import SHIPPED_CHECKPOINT
-from streaming.pipeline import load_responder
-from streaming.responder import Responder
-from tests.server.helpers import EVENT_TIMEOUT_S, running
 from tests.server.test_app import metric_samples
+from tests.support.serving import EVENT_TIMEOUT_S, running
 from tts.espeak import DEFAULT_RATE_WPM
 
 RATE = 24_000
@@ -34,13 +29,6 @@ def paused_question(marked: str, pause_ms: int) -> np.ndarray:
     silence = lambda ms: np.zeros(RATE * ms // 1000, np.int16)  # noqa: E731
     speech = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
     return np.concatenate([silence(300), speech, silence(1200)])
-
-
-@pytest.fixture
-async def shipped() -> AsyncIterator[Responder]:
-    responder = load_responder(SHIPPED_CHECKPOINT, device="cpu", dtype="float32", max_sequences=4)
-    yield responder
-    await responder.close()
 
 
 async def test_a_paused_question_gets_one_right_answer_and_one_user_item(shipped) -> None:

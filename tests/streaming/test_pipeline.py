@@ -38,7 +38,6 @@ from streaming.responder import (
     Turn,
 )
 from streaming.scheduler import MODES, ScheduleSettings
-from tests.server.helpers import appends, recv_until, running, spoken
 from tests.streaming.overfit_model import (
     CALCULATE,
     REPLIES,
@@ -46,6 +45,8 @@ from tests.streaming.overfit_model import (
     conversation_ids,
     overfit,
 )
+from tests.support.serving import recv_until, running
+from tests.support.speech import appends, spoken
 from tts import get_backend
 from tts.base import AudioChunk, SpeechStream, TTSBackend
 

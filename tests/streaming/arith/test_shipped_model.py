@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import soxr
 
 from streaming.arith.context import TOOL_NAME
 from streaming.arith.data import REJECTION, Problem, answer_number, number_words
@@ -25,7 +24,7 @@ from streaming.responder import (
 )
 from streaming.tool_calls import ToolCall
 from tests.shipped_model import NEEDS_RETRAINED_MODEL
-from tts.espeak import synthesize
+from tests.support.speech import speech_float32
 
 pytestmark = pytest.mark.skipif(
     not (SHIPPED_CHECKPOINT / "config.json").is_file(),
@@ -61,8 +60,7 @@ CALCULATE = {  # as openai-agents declares a function tool (strict, pydantic's s
 
 
 def _speech(text: str, voice: str) -> np.ndarray:
-    pcm, rate, _ = synthesize(text, voice, rate_wpm=170)
-    return soxr.resample(pcm.astype(np.float32) / 32768, rate, 16_000).astype(np.float32)
+    return speech_float32(text, voice, rate_wpm=170)
 
 
 def _spoken(problem: Problem, phrasing: str, voice: str) -> np.ndarray:

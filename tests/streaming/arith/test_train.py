@@ -8,11 +8,11 @@ import torch
 
 from streaming.arith.examples import MAX_HISTORY_TURNS
 from streaming.arith.train import CANDIDATE_FILE, LOG_FILE, STATE_FILE, TrainConfig, Trainer
-from streaming.model.checkpoint import load_checkpoint
+from tests.support.presets import float32_model
 
 
 def test_training_writes_a_checkpoint_that_loads(tiny_run) -> None:
-    loaded = load_checkpoint(tiny_run.checkpoint, dtype=torch.float32)
+    loaded = float32_model(tiny_run.checkpoint)
     assert loaded.config.text.hidden_size == 32
     assert loaded.config.max_history_turns == MAX_HISTORY_TURNS
     assert loaded.tokenizer.convert_ids_to_tokens(loaded.special.think) == "<think>"
@@ -71,7 +71,7 @@ def _warm_config(tiny_run) -> TrainConfig:
 
 
 def test_warm_start_maps_the_vocabulary_and_keeps_the_audio_side(tmp_path: Path, tiny_run) -> None:
-    source = load_checkpoint(tiny_run.checkpoint, dtype=torch.float32).model
+    source = float32_model(tiny_run.checkpoint).model
     trainer = Trainer(_warm_config(tiny_run), tmp_path / "work", cache_dir=tiny_run.cache_dir)
     assert trainer.warm_start is not None and trainer.warm_start.rows_new == 0
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
@@ -98,7 +98,7 @@ def test_a_run_goes_on_from_its_candidate_on_another_machine(tmp_path: Path, tin
     second = Trainer(config, tmp_path / "elsewhere", cache_dir=tiny_run.cache_dir)
     assert second.candidate_step(candidate) == 2
     second.load_candidate(candidate)
-    saved = load_checkpoint(candidate, dtype=torch.float32).model
+    saved = float32_model(candidate).model
     for name, tensor in saved.named_parameters():
         torch.testing.assert_close(dict(second.model.named_parameters())[name], tensor)
     second.run(tmp_path / "elsewhere.jsonl", candidate=candidate)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -27,7 +28,8 @@ from benchmarks.server_process import REPOSITORY, free_port
 from streaming.engine.remote_engine import RemoteEngine, RemoteOptions
 from streaming.engine.vllm_engine import VllmEngine, VllmOptions
 from streaming.model.checkpoint import LoadedModel, load_checkpoint
-from streaming.model.writer import ModelSizes, write_checkpoint
+from streaming.model.sizes import VLLM_CPU_SMALL
+from streaming.model.writer import write_checkpoint
 
 VOCAB = 256
 
@@ -81,17 +83,8 @@ def reference_greedy(model: Qwen2ForCausalLM, embeds: torch.Tensor, steps: int) 
 
 # A checkpoint in the real format that vLLM's CPU build can serve (head size 32: its kernels
 # start there) and small enough that a vLLM start-up takes seconds of model work.
-CONFORMANCE_SIZES = ModelSizes(
-    hidden_size=128,
-    intermediate_size=256,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    n_audio_state=64,
-    n_audio_head=4,
-    n_audio_layer=2,
-    max_position_embeddings=512,
-)
+# vLLM's CPU kernels take its head size (32); a short context keeps the suite quick
+CONFORMANCE_SIZES = dataclasses.replace(VLLM_CPU_SMALL, max_position_embeddings=512)
 CONFORMANCE_CONTEXT = 256  # max_context of both engines in the suite
 CONFORMANCE_SEQUENCES = 8
 # The vLLM engine's KV cache in the suite: 256 MiB is thousands of positions of this model.

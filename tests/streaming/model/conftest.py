@@ -1,17 +1,21 @@
-"""Fixtures for the model tests: speech from espeak-ng (the project's own binding in `tts`)."""
+"""Fixtures for the model tests: the tiny checkpoint loaded, and speech from espeak-ng."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
-import soxr
 
-from tts.espeak import synthesize
+from streaming.model.checkpoint import LoadedModel
+from tests.support.presets import float32_model
+from tests.support.speech import speech_float32
 
-TARGET_RATE = 16_000
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoint: Path) -> LoadedModel:
+    return float32_model(tiny_checkpoint)
 
 
 @pytest.fixture(scope="session")
 def speech() -> np.ndarray:
     """About two seconds of English speech at 16 kHz, float32 in [-1, 1]."""
-    pcm, rate, _ = synthesize("What is seven times six?", voice="en-us")
-    wave = pcm.astype(np.float32) / 32768.0
-    return soxr.resample(wave, rate, TARGET_RATE).astype(np.float32)
+    return speech_float32("What is seven times six?")

@@ -11,12 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from streaming.model.checkpoint import INDEX_FILE, LoadedModel, load_checkpoint
 from streaming.model.config import CheckpointError
-from streaming.model.writer import TINY, write_checkpoint
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_checkpoint: Path) -> LoadedModel:
-    return load_checkpoint(tiny_checkpoint, dtype=torch.float32)
+from streaming.model.sizes import TINY
+from streaming.model.writer import write_checkpoint
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from streaming.model.audio_encoder import audio_token_count
-from streaming.model.checkpoint import LoadedModel, load_checkpoint
+from streaming.model.checkpoint import LoadedModel
 from streaming.model.frontend import CHUNK_SAMPLES, mel_frame_count
 from streaming.model.prompt import (
     TRANSCRIBE_PROMPT,
@@ -20,11 +20,6 @@ from streaming.model.prompt import (
     tool_schemas_json,
 )
 from streaming.model.tokens import SpecialTokens, load_tokenizer
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_checkpoint: Path) -> LoadedModel:
-    return load_checkpoint(tiny_checkpoint, dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")

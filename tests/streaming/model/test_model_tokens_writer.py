@@ -8,8 +8,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from streaming.model.config import CheckpointError, StepAudio2Config
+from streaming.model.sizes import BENCH50M, TINY
 from streaming.model.tokens import SpecialTokens, load_tokenizer
-from streaming.model.writer import BENCH50M, TINY, parameter_count, write_checkpoint
+from streaming.model.writer import parameter_count, write_checkpoint
 
 REAL_FILES = {
     "config.json",

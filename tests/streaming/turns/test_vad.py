@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import soxr
 
 from streaming.turns.vad import (
     VAD_KINDS,
@@ -17,19 +16,16 @@ from streaming.turns.vad import (
     make_classifier,
     silero_model_path,
 )
-from tts.espeak import synthesize
+from tests.support.speech import spoken
 
 RATE = 16_000
 LEAD_MS = 600
 TAIL_MS = 600
 
 
-def spoken(text: str = "what is seven times six", voice: str = "en-us") -> np.ndarray:
+def padded_speech(text: str = "what is seven times six", voice: str = "en-us") -> np.ndarray:
     """16 kHz int16 speech with LEAD_MS of digital silence before and TAIL_MS after."""
-    pcm, native_rate, _ = synthesize(text, voice)
-    speech = soxr.resample(pcm, native_rate, RATE).astype(np.int16)
-    pad = lambda ms: np.zeros(RATE * ms // 1000, np.int16)  # noqa: E731
-    return np.concatenate([pad(LEAD_MS), speech, pad(TAIL_MS)])
+    return spoken(text, RATE, LEAD_MS, TAIL_MS, voice)
 
 
 def frames(classifier: SpeechClassifier, pcm: np.ndarray) -> list[np.ndarray]:
@@ -70,7 +66,7 @@ def test_webrtc_keeps_the_servers_threshold_mapping() -> None:
 @pytest.mark.parametrize("kind", VAD_KINDS)
 def test_speech_is_speech_and_silence_is_not(kind: str) -> None:
     classifier = make_classifier(kind, 0.5)
-    pcm = spoken()
+    pcm = padded_speech()
     verdicts = np.array([classifier.is_speech(f) for f in frames(classifier, pcm)])
     lead = int(LEAD_MS / classifier.frame_ms) - 1
     tail = int(TAIL_MS / classifier.frame_ms) - 2  # the model's state fades out over a frame
@@ -89,7 +85,7 @@ def test_silero_is_silero_vads_own_onnx_wrapper() -> None:
 
         reference = load_silero_vad(onnx=True)
         ours = SileroClassifier(0.5)
-        pcm = spoken("multiply six by four", voice="en-gb")
+        pcm = padded_speech("multiply six by four", voice="en-gb")
         for frame in frames(ours, pcm):
             expected = reference(torch.from_numpy(frame.astype(np.float32) / 32768.0), RATE)
             assert ours.probability(frame) == pytest.approx(float(expected.item()), abs=1e-5)
@@ -98,7 +94,7 @@ def test_silero_is_silero_vads_own_onnx_wrapper() -> None:
 
 
 def test_silero_threshold_is_the_probability_cut() -> None:
-    pcm = spoken()
+    pcm = padded_speech()
     low, high = SileroClassifier(0.3), SileroClassifier(0.7)
     reference = probabilities(SileroClassifier(0.5), pcm)
     for frame, p in zip(frames(low, pcm), reference, strict=True):
@@ -108,7 +104,7 @@ def test_silero_threshold_is_the_probability_cut() -> None:
 
 @pytest.mark.parametrize("kind", VAD_KINDS)
 def test_reset_forgets_recurrent_state(kind: str) -> None:
-    pcm = spoken()
+    pcm = padded_speech()
     fresh = probabilities(make_classifier(kind, 0.5), pcm)
     classifier = make_classifier(kind, 0.5)
     probabilities(classifier, pcm)
@@ -119,7 +115,7 @@ def test_reset_forgets_recurrent_state(kind: str) -> None:
 def test_silero_carries_state_from_frame_to_frame() -> None:
     """After a whole utterance, a speech frame is judged otherwise than by a fresh classifier:
     the recurrent state is real (so `reset` has something to forget)."""
-    pcm = spoken()
+    pcm = padded_speech()
     warm = SileroClassifier(0.5)
     clip = frames(warm, pcm)
     for frame in clip:
@@ -130,7 +126,10 @@ def test_silero_carries_state_from_frame_to_frame() -> None:
 
 def test_silero_sessions_do_not_share_state() -> None:
     """Two classifiers fed in turns (one shared onnxruntime session) match each run alone."""
-    a_pcm, b_pcm = spoken("what is seven times six"), spoken("twelve plus nine", "en-gb")
+    a_pcm, b_pcm = (
+        padded_speech("what is seven times six"),
+        padded_speech("twelve plus nine", "en-gb"),
+    )
     a_alone = probabilities(SileroClassifier(0.5), a_pcm)
     b_alone = probabilities(SileroClassifier(0.5), b_pcm)
     a, b = SileroClassifier(0.5), SileroClassifier(0.5)
