@@ -13,6 +13,7 @@ before and after each level.
     python -m benchmarks.load --url ws://HOST:PORT/v1/realtime --api-key KEY
     python -m benchmarks.load --quick                  # a smoke run: N = 1,2, one turn each
     python -m benchmarks.load --runs 3                 # figures are medians of 3 sweeps
+    python -m benchmarks.load --dialect realtime,live  # the same turns in both dialects
 
 Prints a table, writes benchmarks/results/load.json and load.png (latency percentiles vs
 concurrency with the target line). Loopback only when it starts its own server; the server
@@ -42,10 +43,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))  # the client's source
 
 from benchmarks.server_process import free_port, server_process  # noqa: E402
-from step_realtime_client import RealtimeClient, RealtimeError  # noqa: E402
+from step_realtime_client import RealtimeError, SpeechClient, client_for, dialect_url  # noqa: E402
 from step_realtime_client.audio import WIRE_SAMPLE_RATE, silence, to_wire  # noqa: E402
 from step_realtime_client.client import CHUNK_MS  # noqa: E402
 from step_realtime_client.client_secrets import http_url  # noqa: E402
+from step_realtime_client.gpt_live import backend_delegation  # noqa: E402
 from step_realtime_client.reply import Reply  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,6 +71,16 @@ QUESTIONS = (
 VOICES = (("en-us", 175), ("en-gb", 160), ("en-us", 200), ("en-gb", 185))
 LEADING_SILENCE_MS = 400
 LAG_PROBE_S = 0.01  # the load generator's own event-loop lag is sampled this often
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the simulated users talk to: a server, in one dialect."""
+
+    url: str
+    dialect: str = "realtime"
+    engine: str | None = None  # the own server's (None: a --url server)
+    vad: str | None = None
 
 
 # --- speech --------------------------------------------------------------------------------
@@ -134,7 +146,7 @@ def turn_result(user: int, turn: int, reply: Reply) -> TurnResult:
 
 async def simulated_user(
     user: int,
-    url: str,
+    endpoint: Endpoint,
     api_key: str | None,
     session: dict[str, Any],
     questions: list[np.ndarray],
@@ -146,7 +158,7 @@ async def simulated_user(
     results: list[TurnResult] = []
     await asyncio.sleep(rng.uniform(0, pause_s))  # users do not all start in the same instant
     try:
-        client = RealtimeClient(url, api_key=api_key, session=session)
+        client = client_for(endpoint.dialect, endpoint.url, api_key=api_key, session=session)
         await client.connect()
     except RealtimeError as error:
         return [TurnResult(user, 0, ok=False, error=f"connect: {error}")]
@@ -169,7 +181,7 @@ async def simulated_user(
     return results
 
 
-async def listen_then_pause(client: RealtimeClient, reply: Reply, pause_s: float) -> None:
+async def listen_then_pause(client: SpeechClient, reply: Reply, pause_s: float) -> None:
     """The user hears the rest of the reply, then pauses; the microphone streams silence."""
     first = reply.timings.first_audio_at or time.monotonic()
     remaining = max(0.0, first + reply.audio_seconds - time.monotonic())
@@ -297,7 +309,7 @@ def summarize(
 
 async def run_level(
     n_users: int,
-    url: str,
+    endpoint: Endpoint,
     api_key: str | None,
     session: dict[str, Any],
     questions: list[np.ndarray],
@@ -305,7 +317,7 @@ async def run_level(
     pause_s: float,
     time_limit_s: float,
 ) -> tuple[dict[str, Any], list[TurnResult]]:
-    metrics_url = http_url(url, "/metrics")
+    metrics_url = http_url(endpoint.url, "/metrics")
     before = await asyncio.to_thread(scrape, metrics_url)
     started = time.monotonic()
     deadline = started + time_limit_s
@@ -313,7 +325,7 @@ async def run_level(
     monitor = asyncio.create_task(watch_loop_lag(lags))
     per_user = await asyncio.gather(
         *(
-            simulated_user(u, url, api_key, session, questions, turns, pause_s, deadline)
+            simulated_user(u, endpoint, api_key, session, questions, turns, pause_s, deadline)
             for u in range(n_users)
         )
     )
@@ -558,6 +570,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="own server's speech classifier: webrtc, silero (default: the server's), or "
         "webrtc,silero for both side by side (old and new default in one run)",
     )
+    parser.add_argument(
+        "--dialect",
+        default="realtime",
+        help="the users speak realtime (OpenAI Realtime), live (GPT-Live), or realtime,live: "
+        "both side by side, the same questions to the same server",
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--max-sessions", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -569,31 +587,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run(args: argparse.Namespace, url: str) -> list[list[dict[str, Any]]]:
+async def run(args: argparse.Namespace, endpoint: Endpoint) -> list[list[dict[str, Any]]]:
     """Every run's levels: runs[r][level]."""
-    return (await run_engines(args, {"": url}))[""]
+    return (await run_endpoints(args, {"": endpoint}))[""]
 
 
-async def run_engines(
-    args: argparse.Namespace, urls: dict[str, str]
-) -> dict[str, list[list[dict[str, Any]]]]:
-    """Every server's runs, levels taken in turn (each N on each server, then the next N), so
-    that load from other processes falls on all of them alike: runs[server][r][level]."""
+def session_for(dialect: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The same settings in either dialect: the reply cap and the reasoning effort."""
+    if dialect == "live":
+        return {"delegation": backend_delegation(args.effort, args.max_output_tokens)}
     session: dict[str, Any] = {"max_output_tokens": args.max_output_tokens}
     if args.effort:
         session["reasoning"] = {"effort": args.effort}
+    return session
+
+
+async def run_endpoints(
+    args: argparse.Namespace, endpoints: dict[str, Endpoint]
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Every endpoint's runs, levels taken in turn (each N on each endpoint, then the next N),
+    so that load from other processes falls on all of them alike: runs[endpoint][r][level]."""
     questions = spoken_questions()
-    runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in urls}
+    runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in endpoints}
     for run_index in range(args.runs):
         for levels in runs.values():
             levels.append([])
         for n_users in [int(n) for n in args.users.split(",")]:
-            for name, url in urls.items():
+            for name, endpoint in endpoints.items():
                 summary, _ = await run_level(
                     n_users,
-                    url,
+                    endpoint,
                     args.api_key,
-                    session,
+                    session_for(endpoint.dialect, args),
                     questions,
                     args.turns,
                     args.pause,
@@ -649,8 +674,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     variants = server_variants(args)
-    if len(variants) > 1:
-        return compare_servers(args, variants)
+    dialects = dialects_of(args)
+    if len(dialects) > 1 or (len(variants) > 1 and not args.url):
+        return compare_endpoints(args, variants, dialects)
     users = [int(n) for n in args.users.split(",")]
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(
@@ -658,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.model, args.responder, max(users), args.tts_backend, args.engine, args.vad
             )
         )
-        runs = asyncio.run(run(args, url))
+        runs = asyncio.run(run(args, Endpoint(dialect_url(url, dialects[0]), dialects[0])))
         target = target_from(scrape(http_url(url, "/metrics")))
     levels = median_levels(runs)
     print(f"medians of {args.runs} run(s); turns, errors and cancellations summed over runs")
@@ -692,49 +718,117 @@ def server_variants(args: argparse.Namespace) -> dict[str, tuple[str, str | None
     return variants
 
 
-def compare_servers(args: argparse.Namespace, variants: dict[str, tuple[str, str | None]]) -> int:
-    """`--engine torch,vllm` and/or `--vad webrtc,silero`: one own server per variant, all up
-    at once, levels in turn; one table of first-packet p50/p95 per variant and N, one JSON,
-    one plot per variant."""
+def dialects_of(args: argparse.Namespace) -> list[str]:
+    return [d for d in args.dialect.split(",") if d] or ["realtime"]
+
+
+def compare_endpoints(
+    args: argparse.Namespace, variants: dict[str, tuple[str, str | None]], dialects: list[str]
+) -> int:
+    """`--engine torch,vllm`, `--vad webrtc,silero` and/or `--dialect realtime,live`: one own
+    server per variant (or the `--url` server), all up at once, each spoken to in each
+    dialect, levels in turn; one table of first-packet p50/p95 per endpoint and N, one JSON,
+    one plot per endpoint."""
     users = [int(n) for n in args.users.split(",")]
-    engines = list(variants)
     with contextlib.ExitStack() as stack:
-        urls = {
-            name: stack.enter_context(
-                own_server(args.model, args.responder, max(users), args.tts_backend, engine, vad)
+        servers = servers_under_test(stack, args, variants, max(users))
+        endpoints = {
+            endpoint_name(name, dialect, len(servers), len(dialects)): dataclasses.replace(
+                server, url=dialect_url(server.url, dialect), dialect=dialect
             )
-            for name, (engine, vad) in variants.items()
+            for name, server in servers.items()
+            for dialect in dialects
         }
-        runs = asyncio.run(run_engines(args, urls))
-        target = target_from(scrape(http_url(urls[engines[0]], "/metrics")))
-    levels = {name: median_levels(engine_runs) for name, engine_runs in runs.items()}
+        runs = asyncio.run(run_endpoints(args, endpoints))
+        target = target_from(scrape(http_url(next(iter(servers.values())).url, "/metrics")))
+    levels = {name: median_levels(endpoint_runs) for name, endpoint_runs in runs.items()}
+    rows = side_by_side(levels, users)
     print(f"medians of {args.runs} run(s); first-packet latency, s")
-    print(f"{'N':>4}" + "".join(f"{name + ' p50':>12}{name + ' p95':>12}" for name in engines))
-    for index, n_users in enumerate(users):
-        cells = "".join(
-            f"{fmt(levels[n][index]['first_packet_p50_s']):>12}"
-            f"{fmt(levels[n][index]['first_packet_p95_s']):>12}"
-            for n in engines
+    print_side_by_side(rows, list(endpoints))
+    if "live" in dialects:
+        print(
+            "live: GPT-Live sends reply audio at the pace it plays, so its response times "
+            "include the playback; it sends no turn events (no endpoint split)"
         )
-        print(f"{n_users:>4}{cells}")
-    for name in engines:
+    for name in endpoints:
         print(f"\n{name}:")
         print_table(levels[name])
-        plot(levels[name], target, RESULTS / f"{args.name}-{name}.png", f"own server, {name}")
+        serving = f"{args.url or 'own server'}, {name}"
+        plot(levels[name], target, RESULTS / f"{args.name}-{name}.png", serving)
     RESULTS.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items() if k not in ("api_key", "serve", "port")}
     report = {
         "config": config,
         "target_s": target,
         "sample_rate": WIRE_SAMPLE_RATE,
+        "first_packet": rows,
         "servers": {
-            name: {"engine": engine, "vad": vad, "levels": levels[name], "runs": runs[name]}
-            for name, (engine, vad) in variants.items()
+            name: {**asdict(endpoint), "levels": levels[name], "runs": runs[name]}
+            for name, endpoint in endpoints.items()
         },
     }
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {RESULTS / (args.name + '.json')}")
     return 0
+
+
+def servers_under_test(
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    variants: dict[str, tuple[str, str | None]],
+    max_users: int,
+) -> dict[str, Endpoint]:
+    """By variant name: the `--url` server, or one own server per variant, up until `stack`
+    closes."""
+    if args.url:
+        return {"": Endpoint(args.url)}
+    return {
+        name: Endpoint(
+            stack.enter_context(
+                own_server(args.model, args.responder, max_users, args.tts_backend, engine, vad)
+            ),
+            engine=engine,
+            vad=vad,
+        )
+        for name, (engine, vad) in variants.items()
+    }
+
+
+def endpoint_name(server: str, dialect: str, n_servers: int, n_dialects: int) -> str:
+    """What tells this endpoint from the others compared: its server, its dialect, or both."""
+    parts = [server if n_servers > 1 else "", dialect if n_dialects > 1 else ""]
+    return "-".join(part for part in parts if part) or server or dialect
+
+
+def side_by_side(levels: dict[str, list[dict[str, Any]]], users: list[int]) -> list[dict[str, Any]]:
+    """Per N, each endpoint's first-packet p50 and p95: the comparison at a glance."""
+    return [
+        {
+            "users": n_users,
+            **{
+                name: {
+                    f"first_packet_p{p}_s": endpoint_levels[index][f"first_packet_p{p}_s"]
+                    for p in (50, 95)
+                }
+                for name, endpoint_levels in levels.items()
+            },
+        }
+        for index, n_users in enumerate(users)
+    ]
+
+
+def print_side_by_side(rows: list[dict[str, Any]], names: list[str]) -> None:
+    width = max(12, *(len(name) + 5 for name in names))
+    print(
+        f"{'N':>4}" + "".join(f"{name + ' p50':>{width}}{name + ' p95':>{width}}" for name in names)
+    )
+    for row in rows:
+        cells = "".join(
+            f"{fmt(row[name]['first_packet_p50_s']):>{width}}"
+            f"{fmt(row[name]['first_packet_p95_s']):>{width}}"
+            for name in names
+        )
+        print(f"{row['users']:>4}{cells}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     step-realtime-client ask question.wav          # reasoning (dimmed), answer, reply.wav, latency
     step-realtime-client chat                      # microphone + speaker, barge-in (audio extra)
     step-realtime-client events question.wav       # every server event as a JSON line
+    step-realtime-client ask question.wav --dialect live   # the same in GPT-Live
 
-The server URL and key come from --url / --api-key or STEP_REALTIME_URL / STEP_REALTIME_API_KEY.
+The server URL and key come from --url / --api-key or STEP_REALTIME_URL / STEP_REALTIME_API_KEY;
+a URL of either dialect's endpoint serves both (the client picks its dialect's).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from step_realtime_client.audio import AudioFileError, write_wav
-from step_realtime_client.client import DEFAULT_URL, RealtimeClient
+from step_realtime_client.client import DEFAULT_URL, SpeechClient
+from step_realtime_client.dialects import DIALECTS, client_for
 from step_realtime_client.errors import AuthenticationError, RealtimeError
 from step_realtime_client.events import (
     AudioDelta,
@@ -30,6 +33,7 @@ from step_realtime_client.events import (
     SpeechStarted,
     TranscriptDelta,
 )
+from step_realtime_client.gpt_live import backend_delegation
 from step_realtime_client.live import (
     DeviceError,
     SimulatedPlayer,
@@ -63,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key",
         default=os.environ.get(KEY_ENV),
         help=f"API key or client secret (env {KEY_ENV})",
+    )
+    common.add_argument(
+        "--dialect",
+        choices=sorted(DIALECTS),
+        default="realtime",
+        help="OpenAI Realtime, or GPT-Live (default %(default)s)",
     )
     common.add_argument(
         "--beta", action="store_true", help="speak the beta protocol (OpenAI-Beta: realtime=v1)"
@@ -128,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def session_from(args: argparse.Namespace) -> dict[str, Any]:
+    if args.dialect == "live":
+        return live_session_from(args)
     session: dict[str, Any] = {}
     if args.effort:
         session["reasoning"] = {"effort": args.effort}
@@ -141,9 +153,24 @@ def session_from(args: argparse.Namespace) -> dict[str, Any]:
     return session
 
 
-def client_from(args: argparse.Namespace) -> RealtimeClient:
-    return RealtimeClient(
-        args.url, api_key=args.api_key, beta=args.beta, session=session_from(args)
+def live_session_from(args: argparse.Namespace) -> dict[str, Any]:
+    """`session.start`'s settings."""
+    session: dict[str, Any] = {}
+    if args.instructions:
+        session["instructions"] = args.instructions
+    if args.voice:
+        session["audio"] = {"output": {"voice": args.voice}}
+    if args.effort:
+        session["delegation"] = backend_delegation(effort=args.effort)
+    return session
+
+
+def client_from(args: argparse.Namespace) -> SpeechClient:
+    if args.beta and args.dialect != "realtime":
+        raise RealtimeError("--beta is a version of the Realtime dialect, not of GPT-Live")
+    options = {"beta": True} if args.beta else {}
+    return client_for(
+        args.dialect, args.url, api_key=args.api_key, session=session_from(args), **options
     )
 
 
@@ -195,9 +222,12 @@ def latency_report(reply: Reply) -> str:
     def s(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f} s"
 
+    split = ""
+    if t.endpoint_delay is not None:  # GPT-Live sends no turn events to split it by
+        split = f" = endpoint {s(t.endpoint_delay)} + server {s(t.server_latency)}"
     lines = [
-        f"latency: first packet {s(t.first_packet_latency)} = endpoint {s(t.endpoint_delay)} "
-        f"+ server {s(t.server_latency)}; reply done after {s(t.response_time)}"
+        f"latency: first packet {s(t.first_packet_latency)}{split}; "
+        f"reply done after {s(t.response_time)}"
     ]
     if reply.stage_seconds:
         stages = ", ".join(f"{k} {v:.3f} s" for k, v in reply.stage_seconds.items())

@@ -4,6 +4,9 @@
         reply = await client.ask("question.wav")
         print(reply.reasoning, reply.transcript, reply.timings.first_packet_latency)
 
+`SpeechClient` is what every dialect shares (connection, reconnection, audio streaming, `ask`);
+`RealtimeClient` speaks OpenAI Realtime, `gpt_live.LiveClient` GPT-Live.
+
 One reader task receives every server event, stamps its arrival time and queues it; `events()`
 and `ask()` consume that queue (use one consumer at a time). When the connection drops, the
 reader reconnects with exponential backoff and queues a `Reconnected` event: the new connection
@@ -26,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -120,24 +123,32 @@ class _Failure:
     error: BaseException
 
 
-class RealtimeClient:
+class SpeechClient:
+    """One session with a speech-to-speech server, in the dialect of a subclass, which says
+    how a session starts (`_start_session`), how audio is appended, whether the server closes
+    turns, and how its events make a reply (`_new_collector`)."""
+
+    dialect: ClassVar[str]
+    subprotocol: ClassVar[str | None] = None  # offered in the WebSocket handshake
+    append_event: ClassVar[str]  # the client event that carries input audio
+    # whether the server says when it hears speech (`SpeechStarted`): GPT-Live does not
+    hears_speech_aloud: ClassVar[bool] = True
+
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str,
         *,
         api_key: str | None = None,
-        beta: bool = False,
         key_in_subprotocol: bool = False,
-        session: dict[str, Any] | None = None,
+        session_settings: dict[str, Any],
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
-        """`api_key` is an API key or a client secret (`ek_...`). `session` is sent as a
-        `session.update` right after connecting, and again after every reconnection."""
+        """`api_key` is an API key or a client secret (`ek_...`). `session_settings` are sent
+        when the session starts, and again after every reconnection."""
         self.url = url
         self.api_key = api_key
-        self.beta = beta
         self.key_in_subprotocol = key_in_subprotocol
-        self.session_update = {"include": [REASONING_INCLUDE], **(session or {})}
+        self.session_settings = session_settings
         self.backoff = backoff
         self.session: dict[str, Any] = {}  # the server's latest view of the session
         self.handshake_events: list[dict[str, Any]] = []  # session.created/updated, as sent
@@ -150,7 +161,7 @@ class RealtimeClient:
 
     # --- connection ----------------------------------------------------------------------
 
-    async def __aenter__(self) -> RealtimeClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -183,20 +194,23 @@ class RealtimeClient:
             self._reader = None
         self._connected.clear()
 
-    async def _open(self) -> None:
-        headers: list[tuple[str, str]] = []
-        subprotocols = ["realtime"]
+    def _handshake_headers(self) -> list[tuple[str, str]]:
+        if self.api_key and not self.key_in_subprotocol:
+            return [("Authorization", f"Bearer {self.api_key}")]
+        return []
+
+    def _subprotocols(self) -> list[str]:
+        offered = [self.subprotocol] if self.subprotocol else []
         if self.api_key and self.key_in_subprotocol:
-            subprotocols.append(KEY_SUBPROTOCOL_PREFIX + self.api_key)
-        elif self.api_key:
-            headers.append(("Authorization", f"Bearer {self.api_key}"))
-        if self.beta:
-            headers.append(BETA_HEADER)
+            offered.append(KEY_SUBPROTOCOL_PREFIX + self.api_key)
+        return offered
+
+    async def _open(self) -> None:
         try:
             ws = await connect(
                 self.url,
-                additional_headers=headers,
-                subprotocols=subprotocols,  # type: ignore[arg-type]
+                additional_headers=self._handshake_headers(),
+                subprotocols=self._subprotocols() or None,  # type: ignore[arg-type]
                 open_timeout=OPEN_TIMEOUT_S,
                 max_size=MAX_MESSAGE_BYTES,
             )
@@ -204,6 +218,7 @@ class RealtimeClient:
             raise handshake_error(error) from None
         except (OSError, InvalidHandshake, TimeoutError) as error:
             raise RealtimeError(f"cannot connect to {self.url}: {error}") from None
+        self.handshake_events = []
         try:
             await self._start_session(ws)
         except BaseException:
@@ -213,12 +228,9 @@ class RealtimeClient:
         self._connected.set()
 
     async def _start_session(self, ws: ClientConnection) -> None:
-        """Wait for session.created, then apply `session_update` and wait for its answer."""
-        self.handshake_events = []
-        await self._expect(ws, "session.created")
-        if self.session_update:
-            await ws.send(json.dumps({"type": "session.update", "session": self.session_update}))
-            await self._expect(ws, "session.updated")
+        """The dialect's start of a session on a new connection, with `session_settings`
+        (`handshake_events` gets what the server answered)."""
+        raise NotImplementedError
 
     async def _expect(self, ws: ClientConnection, type_: str) -> None:
         try:
@@ -309,36 +321,14 @@ class RealtimeClient:
             raise ConnectionLost("the connection dropped while sending") from None
 
     async def update_session(self, **session: Any) -> None:
-        """Send `session.update`; the fields are also re-applied after a reconnection."""
-        self.session_update.update(session)
+        """Send `session.update` (both dialects call it so; GPT-Live's changes the delegation
+        only); the fields are also re-applied after a reconnection."""
+        self.session_settings.update(session)
         await self.send({"type": "session.update", "session": session})
 
     async def append_audio(self, pcm: np.ndarray) -> None:
-        """Append int16 mono 24 kHz audio to the input buffer (one message)."""
-        await self.send({"type": "input_audio_buffer.append", "audio": encode_pcm16(pcm)})
-
-    async def commit(self) -> None:
-        await self.send({"type": "input_audio_buffer.commit"})
-
-    async def create_response(self, **response: Any) -> None:
-        event: dict[str, Any] = {"type": "response.create"}
-        if response:
-            event["response"] = response
-        await self.send(event)
-
-    async def cancel_response(self) -> None:
-        await self.send({"type": "response.cancel"})
-
-    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        """Tell the server the listener heard `audio_end_ms` of this item and no more."""
-        await self.send(
-            {
-                "type": "conversation.item.truncate",
-                "item_id": item_id,
-                "content_index": 0,
-                "audio_end_ms": int(audio_end_ms),
-            }
-        )
+        """Append int16 mono 24 kHz audio to the input (one message)."""
+        await self.send({"type": self.append_event, "audio": encode_pcm16(pcm)})
 
     async def stream_audio(
         self,
@@ -413,13 +403,9 @@ class RealtimeClient:
         return taken
 
     @property
-    def turn_detection(self) -> dict[str, Any] | None:
-        """The session's turn detection (None: manual commit), GA or beta shape."""
-        if "audio" in self.session:
-            found = self.session["audio"].get("input", {}).get("turn_detection")
-        else:
-            found = self.session.get("turn_detection")
-        return dict(found) if found else None
+    def server_closes_turns(self) -> bool:
+        """Whether the server's turn detection ends the question (else the client does)."""
+        return True
 
     # --- one question, one reply ---------------------------------------------------------
 
@@ -444,22 +430,32 @@ class RealtimeClient:
             pcm = audio
         else:
             pcm = to_wire(audio, sample_rate)
-        collector = ReplyCollector()
+        collector = self._new_collector()
         speaker = asyncio.create_task(self._speak_question(pcm, realtime, collector))
         speaker.add_done_callback(self._report_failure)
         speech_by_s = None
-        if self.turn_detection is not None:
+        if self.server_closes_turns and self.hears_speech_aloud:
             speech_by_s = (len(pcm) / WIRE_SAMPLE_RATE if realtime else 0.0) + NO_SPEECH_GRACE_S
         try:
             await self._collect(collector, on_event, reply_timeout_s, speech_by_s)
         except NoSpeechDetected:
-            await self.send({"type": "input_audio_buffer.clear"})  # not heard: not the next's
+            await self._discard_unheard_input()  # not heard: not the next question's
             raise
         finally:
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError, RealtimeError):
                 await speaker
         return collector.reply
+
+    def _new_collector(self) -> ReplyCollector:
+        return ReplyCollector()
+
+    async def _discard_unheard_input(self) -> None:
+        """Drop audio the server holds but did not hear as speech (where it can say so)."""
+
+    async def _end_question(self) -> None:
+        """Close the question's turn and ask for the reply, where the server does not."""
+        raise NotImplementedError
 
     def _report_failure(self, task: asyncio.Task[None]) -> None:
         """Wake the consumer with a sender's unexpected error (a dropped connection is
@@ -472,7 +468,7 @@ class RealtimeClient:
     async def _speak_question(
         self, pcm: np.ndarray, realtime: bool, collector: ReplyCollector
     ) -> None:
-        manual = self.turn_detection is None
+        manual = not self.server_closes_turns
         if manual:
             chunks: Iterable[np.ndarray] = chunks_of(pcm)
         elif realtime:  # a live microphone: silence goes on while the reply comes
@@ -486,8 +482,7 @@ class RealtimeClient:
         end_sample = speech_end(pcm) or len(pcm)
         await self.stream_chunks(chunks, realtime=realtime, mark_sample=end_sample, on_mark=mark)
         if manual:
-            await self.commit()
-            await self.create_response()
+            await self._end_question()
 
     async def _collect(
         self,
@@ -530,13 +525,103 @@ class RealtimeClient:
             # reconnects; the next event says how that went (Reconnected: ConnectionLost)
 
     async def barge_in(self, player: Player) -> tuple[str, int] | None:
-        """Stop playback at once and truncate the assistant's item at what was played (the
-        server cancels the response if it is still in progress). Returns (item_id, ms played),
-        or None when nothing was playing. The server answers `conversation.item.truncated`."""
+        """Stop playback at once and tell the server what was played of the assistant's item
+        (the server cancels the response if it is still in progress). Returns (item_id, ms
+        played), or None when nothing was playing."""
         stopped = player.stop()
         if stopped is not None:
-            await self.truncate(*stopped)
+            await self._played(*stopped)
         return stopped
+
+    async def _played(self, item_id: str, audio_end_ms: int) -> None:
+        """The listener heard `audio_end_ms` of this item and no more (where the dialect can
+        say so: a GPT-Live server cuts the reply to what could have played by its own clock)."""
+
+
+class RealtimeClient(SpeechClient):
+    """OpenAI Realtime (GA, or beta with `beta=True`), with step-realtime's reasoning
+    events: the client asks for them in the session settings."""
+
+    dialect = "realtime"
+    subprotocol = "realtime"
+    append_event = "input_audio_buffer.append"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        beta: bool = False,
+        key_in_subprotocol: bool = False,
+        session: dict[str, Any] | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
+        """`session` is sent as a `session.update` right after connecting."""
+        super().__init__(
+            url,
+            api_key=api_key,
+            key_in_subprotocol=key_in_subprotocol,
+            session_settings={"include": [REASONING_INCLUDE], **(session or {})},
+            backoff=backoff,
+        )
+        self.beta = beta
+
+    def _handshake_headers(self) -> list[tuple[str, str]]:
+        return super()._handshake_headers() + ([BETA_HEADER] if self.beta else [])
+
+    async def _start_session(self, ws: ClientConnection) -> None:
+        """Wait for session.created, then apply the settings and wait for their answer."""
+        await self._expect(ws, "session.created")
+        if self.session_settings:
+            await ws.send(json.dumps({"type": "session.update", "session": self.session_settings}))
+            await self._expect(ws, "session.updated")
+
+    @property
+    def turn_detection(self) -> dict[str, Any] | None:
+        """The session's turn detection (None: manual commit), GA or beta shape."""
+        if "audio" in self.session:
+            found = self.session["audio"].get("input", {}).get("turn_detection")
+        else:
+            found = self.session.get("turn_detection")
+        return dict(found) if found else None
+
+    @property
+    def server_closes_turns(self) -> bool:
+        return self.turn_detection is not None
+
+    async def commit(self) -> None:
+        await self.send({"type": "input_audio_buffer.commit"})
+
+    async def create_response(self, **response: Any) -> None:
+        event: dict[str, Any] = {"type": "response.create"}
+        if response:
+            event["response"] = response
+        await self.send(event)
+
+    async def cancel_response(self) -> None:
+        await self.send({"type": "response.cancel"})
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """Tell the server the listener heard `audio_end_ms` of this item and no more. It
+        answers `conversation.item.truncated`."""
+        await self.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": int(audio_end_ms),
+            }
+        )
+
+    async def _played(self, item_id: str, audio_end_ms: int) -> None:
+        await self.truncate(item_id, audio_end_ms)
+
+    async def _end_question(self) -> None:
+        await self.commit()
+        await self.create_response()
+
+    async def _discard_unheard_input(self) -> None:
+        await self.send({"type": "input_audio_buffer.clear"})
 
 
 def chunks_of(pcm: np.ndarray, chunk_ms: int = CHUNK_MS) -> Iterator[np.ndarray]:

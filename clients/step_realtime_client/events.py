@@ -2,8 +2,10 @@
 
 Every event the server sends becomes a frozen dataclass; the GA names and their beta aliases
 (`response.audio.delta` for `response.output_audio.delta`, ...) map onto the same class, and
-`type` keeps the name that came over the wire. Events this module does not know become
-`ServerEvent` with the raw JSON in `raw`, so nothing is ever dropped.
+`type` keeps the name that came over the wire. GPT-Live's events map onto the same classes where
+they mean the same (`session.output_audio.delta` is an `AudioDelta`, without response or item
+ids): one consumer serves both dialects. Events this module does not know become `ServerEvent`
+with the raw JSON in `raw`, so nothing is ever dropped.
 """
 
 from __future__ import annotations
@@ -176,6 +178,31 @@ class ReasoningDone(TextDone):
 
 
 @dataclass(frozen=True, kw_only=True)
+class InputTranscriptDelta(ServerEvent):
+    """The user's words as the server heard them (GPT-Live sends them unasked; Realtime when
+    the session asks for input transcription). GPT-Live's name no item."""
+
+    delta: str
+    item_id: str = ""
+
+    @classmethod
+    def fields_from(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return {"delta": data.get("delta", ""), "item_id": data.get("item_id", "")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageUpdated(ServerEvent):
+    """GPT-Live's `session.usage.updated`, sent after each reply: how a Live client learns that
+    a reply has ended (GPT-Live has no response events, and does not say how it ended)."""
+
+    usage: dict[str, Any]
+
+    @classmethod
+    def fields_from(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return {"usage": data.get("usage") or {}}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ItemTruncated(ServerEvent):
     item_id: str
     audio_end_ms: int
@@ -212,7 +239,7 @@ class ErrorEvent(ServerEvent):
             "code": error.get("code"),
             "message": error.get("message", ""),
             "param": error.get("param"),
-            "client_event_id": error.get("event_id"),
+            "client_event_id": error.get("event_id") or error.get("client_event_id"),
         }
 
 
@@ -226,6 +253,7 @@ class Reconnected(ServerEvent):
 
 EVENT_TYPES: dict[str, type[ServerEvent]] = {
     "session.created": SessionEvent,
+    "session.started": SessionEvent,  # GPT-Live
     "session.updated": SessionEvent,
     "input_audio_buffer.speech_started": SpeechStarted,
     "input_audio_buffer.speech_stopped": SpeechStopped,
@@ -248,8 +276,16 @@ EVENT_TYPES: dict[str, type[ServerEvent]] = {
     "response.reasoning_text.done": ReasoningDone,
     "conversation.item.truncated": ItemTruncated,
     "conversation.item.deleted": ItemDeleted,
+    "conversation.item.input_audio_transcription.delta": InputTranscriptDelta,
     "error": ErrorEvent,
+    # GPT-Live's own names
+    "session.output_audio.delta": AudioDelta,
+    "session.output_transcript.delta": TranscriptDelta,
+    "session.input_transcript.delta": InputTranscriptDelta,
+    "session.usage.updated": UsageUpdated,
 }
+# A reply has ended: Realtime says so with response.done, GPT-Live with its usage update.
+REPLY_ENDS = (ResponseDone, UsageUpdated)
 
 
 def parse_event(data: dict[str, Any], received_at: float = 0.0) -> ServerEvent:

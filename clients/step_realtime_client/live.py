@@ -4,7 +4,10 @@
 server hears the user start speaking (`input_audio_buffer.speech_started`) while a reply is still
 playing, playback stops at once and the client truncates the assistant's item at what was
 played, so the server's history holds only what the user heard (the server has already
-cancelled the response itself when `interrupt_response` is on).
+cancelled the response itself when `interrupt_response` is on). With GPT-Live (`LiveClient`)
+the server keeps its speech events and its own count of what played: it stops the voice and
+cuts the reply by itself, and the client plays what arrives (the server sends it at the pace it
+plays, so little is left to play after a barge-in).
 
 The microphone and speaker come from `sounddevice` (the `audio` extra); `SimulatedPlayer` and
 any async iterator of audio chunks stand in for them in tests and benchmarks.
@@ -23,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from step_realtime_client.audio import WIRE_SAMPLE_RATE, to_wire
-from step_realtime_client.client import CHUNK_MS, Player, RealtimeClient
+from step_realtime_client.client import CHUNK_MS, Player, SpeechClient
 from step_realtime_client.errors import ConnectionLost
 from step_realtime_client.events import (
+    REPLY_ENDS,
     AudioDelta,
     AudioDone,
-    ResponseDone,
     ServerEvent,
     SpeechStarted,
 )
@@ -215,7 +218,7 @@ async def microphone(device: int | str | None = None) -> AsyncIterator[np.ndarra
 
 
 async def converse(
-    client: RealtimeClient,
+    client: SpeechClient,
     mic: AsyncIterator[np.ndarray],
     player: Player,
     on_event: Callable[[ServerEvent], None] | None = None,
@@ -239,7 +242,7 @@ async def converse(
 
 
 async def _play_replies(
-    client: RealtimeClient,
+    client: SpeechClient,
     player: Player,
     sender: asyncio.Task[None],
     on_event: Callable[[ServerEvent], None] | None,
@@ -256,11 +259,11 @@ async def _play_replies(
             on_event(event)
         if until is not None and until(event):
             return
-        if sender.done() and isinstance(event, ResponseDone):
+        if sender.done() and isinstance(event, REPLY_ENDS):
             return
 
 
-async def _send_all(client: RealtimeClient, mic: AsyncIterator[np.ndarray]) -> None:
+async def _send_all(client: SpeechClient, mic: AsyncIterator[np.ndarray]) -> None:
     async for chunk in mic:
         with contextlib.suppress(ConnectionLost):  # audio said while reconnecting is lost
             await client.append_audio(chunk)

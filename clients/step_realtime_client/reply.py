@@ -18,6 +18,7 @@ from step_realtime_client.events import (
     AudioDelta,
     ErrorEvent,
     InputCommitted,
+    InputTranscriptDelta,
     OutputTextDelta,
     ReasoningDelta,
     ResponseCreated,
@@ -25,17 +26,21 @@ from step_realtime_client.events import (
     ServerEvent,
     SpeechStopped,
     TranscriptDelta,
+    UsageUpdated,
 )
 
 # Gaps shorter than this are scheduling jitter that any audio device buffer absorbs.
 UNDERRUN_TOLERANCE_S = 0.005
+# GPT-Live does not say how a reply ended; one that ended on its own counts as completed.
+LIVE_REPLY_ENDED = "completed"
 
 
 @dataclass
 class Timings:
     speech_end_sent_at: float | None = None  # the question's last speech left the client
-    committed_at: float | None = None  # input_audio_buffer.committed arrived
-    created_at: float | None = None  # response.created arrived
+    # input_audio_buffer.committed arrived (Realtime only: GPT-Live sends no turn events)
+    committed_at: float | None = None
+    created_at: float | None = None  # response.created arrived (Realtime only)
     first_reasoning_at: float | None = None
     first_transcript_at: float | None = None
     first_audio_at: float | None = None
@@ -107,6 +112,7 @@ class Reply:
     status_details: dict[str, Any] | None = None  # why it is not completed
     transcript: str = ""
     text: str = ""  # a text-only answer
+    input_transcript: str = ""  # the question as the server heard it, if it came in time
     reasoning: str = ""
     chunks: list[np.ndarray] = field(default_factory=list, repr=False)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # from the server, if sent
@@ -133,7 +139,8 @@ class Reply:
 
 
 class ReplyCollector:
-    """Feeds on server events and builds the `Reply` of the next response that starts."""
+    """Feeds on Realtime server events and builds the `Reply` of the next response that
+    starts."""
 
     def __init__(self, speech_end_sent_at: float | None = None) -> None:
         self.reply = Reply()
@@ -142,6 +149,14 @@ class ReplyCollector:
 
     def feed(self, event: ServerEvent) -> None:
         now = event.received_at or time.monotonic()
+        if isinstance(event, ErrorEvent):
+            self.reply.errors.append(event)
+        elif isinstance(event, InputTranscriptDelta):
+            self.reply.input_transcript += event.delta
+        else:
+            self._feed_turn(event, now)
+
+    def _feed_turn(self, event: ServerEvent, now: float) -> None:
         reply, timings = self.reply, self.reply.timings
         if isinstance(event, (InputCommitted, SpeechStopped)):
             if timings.committed_at is None and not reply.response_id:
@@ -150,13 +165,20 @@ class ReplyCollector:
             if not reply.response_id:
                 reply.response_id = event.response_id
                 timings.created_at = now
-        elif isinstance(event, ErrorEvent):
-            reply.errors.append(event)
         if not reply.response_id or getattr(event, "response_id", None) != reply.response_id:
             return
-        self._feed_own(event, now)
+        if not isinstance(event, ResponseDone):
+            self._feed_content(event, now)
+        elif _cut_by_more_speech(event):
+            self._start_over()
+        else:
+            reply.status_details = event.status_details
+            reply.usage = event.usage
+            reply.stage_seconds = event.stage_seconds
+            self._finish(event.status, now)
 
-    def _feed_own(self, event: ServerEvent, now: float) -> None:
+    def _feed_content(self, event: ServerEvent, now: float) -> None:
+        """What the reply says: audio, transcript, text, reasoning."""
         reply, timings = self.reply, self.reply.timings
         if isinstance(event, AudioDelta):
             pcm = event.pcm16()
@@ -174,16 +196,11 @@ class ReplyCollector:
         elif isinstance(event, OutputTextDelta):
             reply.text += event.delta
             timings.first_transcript_at = timings.first_transcript_at or now
-        elif isinstance(event, ResponseDone):
-            if _cut_by_more_speech(event):
-                self._start_over()
-                return
-            reply.status = event.status
-            reply.status_details = event.status_details
-            reply.usage = event.usage
-            reply.stage_seconds = event.stage_seconds
-            timings.done_at = now
-            self.done = True
+
+    def _finish(self, status: str, now: float) -> None:
+        self.reply.status = status
+        self.reply.timings.done_at = now
+        self.done = True
 
     def _start_over(self) -> None:
         """The question went on after a pause that the server took for its end: the reply is
@@ -191,6 +208,29 @@ class ReplyCollector:
         sent_at = self.reply.timings.speech_end_sent_at
         self.reply = Reply(errors=self.reply.errors)
         self.reply.timings.speech_end_sent_at = sent_at
+
+
+class LiveReplyCollector(ReplyCollector):
+    """The same for GPT-Live, which names no responses: the reply is what is said from now on,
+    until the usage update that follows it."""
+
+    def _feed_turn(self, event: ServerEvent, now: float) -> None:
+        if not isinstance(event, UsageUpdated):
+            self._feed_content(event, now)
+        elif not (self.reply.chunks or self.reply.transcript):
+            return  # a reply withdrawn before it spoke (the user went on): not ours
+        elif self._answered_part_of_the_question():
+            self._start_over()
+        else:
+            self._finish(LIVE_REPLY_ENDED, now)
+
+    def _answered_part_of_the_question(self) -> bool:
+        """It began before the question's last speech was sent: the server took a pause for
+        the turn's end, and the rest of the question cut it (Realtime says so; Live does not)."""
+        timings = self.reply.timings
+        first = timings.first_audio_at or timings.first_transcript_at
+        sent = timings.speech_end_sent_at
+        return first is not None and (sent is None or first < sent)
 
 
 def _cut_by_more_speech(done: ResponseDone) -> bool:

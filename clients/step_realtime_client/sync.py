@@ -4,7 +4,8 @@
         reply = client.ask("question.wav")
         print(reply.transcript)
 
-Between calls the loop is idle, so events queue up unread; nothing is lost.
+Between calls the loop is idle, so events queue up unread; nothing is lost. `dialect="live"`
+speaks GPT-Live (`LiveClient`) instead.
 """
 
 from __future__ import annotations
@@ -16,32 +17,20 @@ from typing import Any
 import numpy as np
 
 from step_realtime_client.audio import WIRE_SAMPLE_RATE
-from step_realtime_client.client import (
-    DEFAULT_BACKOFF,
-    DEFAULT_URL,
-    REPLY_TIMEOUT_S,
-    AudioSource,
-    Backoff,
-    RealtimeClient,
-)
+from step_realtime_client.client import DEFAULT_URL, REPLY_TIMEOUT_S, AudioSource
+from step_realtime_client.dialects import client_for
 from step_realtime_client.events import ServerEvent
 from step_realtime_client.reply import Reply
 
 
 class Client:
     def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        api_key: str | None = None,
-        beta: bool = False,
-        session: dict[str, Any] | None = None,
-        backoff: Backoff = DEFAULT_BACKOFF,
+        self, url: str = DEFAULT_URL, *, dialect: str = "realtime", **options: Any
     ) -> None:
+        """`options` as the dialect's async client takes them: `api_key`, `session`,
+        `backoff`, and `beta` for Realtime."""
+        self._async = client_for(dialect, url, **options)
         self._runner = asyncio.Runner()
-        self._async = RealtimeClient(
-            url, api_key=api_key, beta=beta, session=session, backoff=backoff
-        )
 
     @property
     def session(self) -> dict[str, Any]:

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from server.app import create_app
 from server.settings import Settings
 from tests.clients.harness import (
     API_KEY,
     RunningServer,
-    spoken,
-    start_server,
-    stop_server,
+    client_speech,
 )
 from tests.server.espeak_responder import FixedReplyResponder
+from tests.support.serving import InProcessServer
 
 
 @pytest.fixture
@@ -26,16 +26,14 @@ def responder() -> FixedReplyResponder:
 
 @pytest.fixture
 async def running_server(responder: FixedReplyResponder) -> AsyncIterator[RunningServer]:
-    server, task, port = await start_server(responder, Settings(api_keys=(API_KEY,)))
-    try:
-        yield RunningServer(f"ws://127.0.0.1:{port}/v1/realtime", responder, server)
-    finally:
-        await stop_server(server, task)
+    app = create_app(responder, Settings(api_keys=(API_KEY,)))
+    async with InProcessServer.of(app) as served:
+        yield RunningServer(f"ws://{served.address}/v1/realtime", responder, served.server)
 
 
 @pytest.fixture(scope="session")
 def question() -> np.ndarray:
-    return spoken()
+    return client_speech()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from step_realtime_client import RealtimeClient
-from tests.clients.harness import API_KEY, RunningServer, spoken
+from tests.clients.harness import API_KEY, RunningServer, client_speech
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY
 
 CLOSE_WAIT_S = 5.0  # the server notices a closed socket at once; this only bounds a failure
@@ -43,7 +43,7 @@ async def test_a_pause_inside_the_question_gets_the_reply_to_all_of_it(
     """The server takes the pause for the turn's end and starts a reply; the rest of the
     question cancels it (`turn_detected`); `ask` returns the reply to the whole question."""
     pause = np.zeros(24 * 900, np.int16)  # longer than server_vad's 500 ms silence window
-    question = np.concatenate([spoken("what is seven"), pause, spoken("times six")])
+    question = np.concatenate([client_speech("what is seven"), pause, client_speech("times six")])
     cancelled: list[object] = []
 
     def note(event: object) -> None:

@@ -21,7 +21,7 @@ from step_realtime_client.events import (
     SpeechStarted,
 )
 from step_realtime_client.live import SimulatedPlayer, converse
-from tests.clients.harness import API_KEY, RunningServer, spoken
+from tests.clients.harness import API_KEY, RunningServer, client_speech
 from tests.server.espeak_responder import CHUNK_MS as FIRST_CHUNK_MS
 from tests.server.espeak_responder import FixedReplyResponder
 
@@ -76,7 +76,7 @@ async def test_speech_during_a_reply_stops_playback_and_truncates(
     running_server: RunningServer, question: np.ndarray, gate: asyncio.Event
 ) -> None:
     first_audio = asyncio.Event()
-    interruption = spoken("No, wait.")
+    interruption = client_speech("No, wait.")
 
     async def user() -> AsyncIterator[np.ndarray]:
         """Asks, waits until the reply plays, then talks over it; a live microphone."""

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 
 from server.app import create_app
@@ -24,40 +23,22 @@ from server.drain import DrainingServer
 from server.settings import Settings
 from step_realtime_client import Backoff, RealtimeClient, ServerRefused
 from step_realtime_client.events import AudioDelta, ErrorEvent, Reconnected
-from tests.clients.harness import API_KEY, SERVER_START_TIMEOUT_S, pipe
+from tests.clients.harness import API_KEY, pipe
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
+from tests.support.serving import InProcessServer, local_config
 
 EVENT_TIMEOUT_S = 30.0
 FAST_BACKOFF = Backoff(attempts=5, base_s=0.05, max_s=0.5)
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-class Server:
+class Server(InProcessServer):
     """A real server on 127.0.0.1 that drains and stops as `step-realtime serve` does."""
 
     def __init__(self, settings: Settings) -> None:
         self.responder = FixedReplyResponder()
         self.app = create_app(self.responder, settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-        )
-        self.server = DrainingServer(config, self.app.state.drain)
-        self.task: asyncio.Task[None] | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve())
-        async with asyncio.timeout(SERVER_START_TIMEOUT_S):
-            while not self.server.started:
-                if self.task.done():
-                    self.task.result()
-                await asyncio.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        if self.task is not None:
-            await self.task
+        super().__init__(DrainingServer(local_config(self.app), self.app.state.drain))
 
 
 class Balancer:

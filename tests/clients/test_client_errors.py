@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from server.app import create_app
 from server.settings import Settings
 from step_realtime_client import (
     AuthenticationError,
@@ -14,8 +15,9 @@ from step_realtime_client import (
     ServerRefused,
     mint_client_secret,
 )
-from tests.clients.harness import API_KEY, RunningServer, spoken, start_server, stop_server
+from tests.clients.harness import API_KEY, RunningServer, client_speech
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
+from tests.support.serving import InProcessServer
 
 
 async def test_a_bad_key_or_secret_raises_authentication_error(
@@ -29,14 +31,12 @@ async def test_a_bad_key_or_secret_raises_authentication_error(
 
 
 async def test_a_full_server_refuses_with_try_again_later() -> None:
-    server, task, port = await start_server(FixedReplyResponder(), Settings(max_sessions=1))
-    url = f"ws://127.0.0.1:{port}/v1/realtime"
-    try:
+    app = create_app(FixedReplyResponder(), Settings(max_sessions=1))
+    async with InProcessServer.of(app) as served:
+        url = f"ws://{served.address}/v1/realtime"
         async with RealtimeClient(url):
             with pytest.raises(ServerRefused, match="try again later"):
                 await RealtimeClient(url).connect()
-    finally:
-        await stop_server(server, task)
 
 
 async def test_a_bad_session_update_names_the_field(running_server: RunningServer) -> None:
@@ -54,5 +54,5 @@ async def test_silent_audio_says_no_speech_was_heard(running_server: RunningServ
         with pytest.raises(NoSpeechDetected, match="heard no speech"):
             await client.ask(silent, realtime=False)
         # what was not heard is cleared: the next question gets its own reply, not a late one
-        reply = await client.ask(spoken(), realtime=False)
+        reply = await client.ask(client_speech(), realtime=False)
     assert reply.status == "completed" and reply.transcript == DEFAULT_REPLY

@@ -19,7 +19,7 @@ from step_realtime_client.events import (
     parse_event,
 )
 from step_realtime_client.reply import playback_underruns
-from tests.clients.harness import spoken
+from tests.clients.harness import client_speech
 
 
 @pytest.mark.parametrize("name", ["response.output_audio.delta", "response.audio.delta"])
@@ -87,7 +87,7 @@ def test_underruns_are_the_gaps_real_time_playback_would_hear() -> None:
 
 
 def test_speech_end_finds_where_a_spoken_question_stops() -> None:
-    speech = spoken("What is seven times six?")
+    speech = client_speech("What is seven times six?")
     loud = np.flatnonzero(np.abs(speech) > 1000)[-1]  # the last clearly audible sample
     end = speech_end(np.concatenate([speech, silence(700)]))
     assert loud - WIRE_SAMPLE_RATE // 10 <= end <= loud + WIRE_SAMPLE_RATE // 10  # 100 ms

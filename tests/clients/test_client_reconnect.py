@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from server.app import create_app
 from server.settings import Settings
-from step_realtime_client import Backoff, ConnectionLost, RealtimeClient
+from step_realtime_client import Backoff, ConnectionLost, RealtimeClient, client_for
 from step_realtime_client.events import AudioDelta, Reconnected, SessionEvent
-from tests.clients.harness import API_KEY, RunningServer, pipe, start_server, stop_server
+from tests.clients.harness import API_KEY, RunningServer, pipe
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
+from tests.support.serving import InProcessServer
 
 EVENT_TIMEOUT_S = 20.0
 FAST_BACKOFF = Backoff(attempts=5, base_s=0.05, max_s=0.5)
@@ -61,12 +63,13 @@ async def relay_url(running_server: RunningServer) -> AsyncIterator[tuple[str, R
     await relay.stop()
 
 
+@pytest.mark.parametrize("dialect", ["realtime", "live"])
 async def test_a_dropped_connection_reconnects_and_the_next_question_works(
-    relay_url: tuple[str, Relay], question: np.ndarray
+    relay_url: tuple[str, Relay], question: np.ndarray, dialect: str
 ) -> None:
     url, relay = relay_url
     session = {"instructions": "be brief"}
-    client = RealtimeClient(url, api_key=API_KEY, session=session, backoff=FAST_BACKOFF)
+    client = client_for(dialect, url, api_key=API_KEY, session=session, backoff=FAST_BACKOFF)
     async with client:
         first_session = client.session["id"]
         relay.cut()
@@ -81,8 +84,9 @@ async def test_a_dropped_connection_reconnects_and_the_next_question_works(
 
 async def test_a_drop_during_a_reply_raises_and_the_client_recovers(question: np.ndarray) -> None:
     gate = asyncio.Event()  # the reply pauses after its first chunk: the drop hits it mid-way
-    server, task, port = await start_server(FixedReplyResponder(gate=gate), Settings())
-    relay = Relay(port)
+    served = InProcessServer.of(create_app(FixedReplyResponder(gate=gate), Settings()))
+    await served.start()
+    relay = Relay(served.port)
     url = f"ws://127.0.0.1:{await relay.start()}/v1/realtime"
 
     def cut_on_audio(event: object) -> None:
@@ -99,7 +103,7 @@ async def test_a_drop_during_a_reply_raises_and_the_client_recovers(question: np
     finally:
         gate.set()
         await relay.stop()
-        await stop_server(server, task)
+        await served.stop()
     assert reply.transcript == DEFAULT_REPLY
 
 
