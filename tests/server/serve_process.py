@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.server_process import free_port
+from benchmarks.server_process import REPOSITORY, free_port
 
 STOP_TIMEOUT_S = 30.0
 
@@ -140,38 +140,8 @@ class VllmTier:
         self.process.wait()
 
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 256
-
-defaults
-    mode http
-    option redispatch
-    retries 3
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    # a WebSocket, once upgraded, is a tunnel: it may sit idle between turns
-    timeout tunnel 1h
-    timeout client-fin 5s
-
-frontend realtime
-    bind 127.0.0.1:{port}
-    default_backend replicas
-
-backend replicas
-    balance roundrobin
-    # a draining replica answers 503 at once and leaves the pool at the next check
-    option httpchk GET /readyz
-    http-check expect status 200
-    default-server inter 200ms fall 1 rise 1
-{servers}
-
-listen stats
-    bind 127.0.0.1:{stats_port}
-    stats enable
-    stats uri /stats
-"""
+# The balancer config that ships (docs/scaling.md): the test runs this very file.
+HAPROXY_CONFIG = REPOSITORY / "deploy" / "haproxy.cfg"
 
 
 def haproxy_command() -> str | None:
@@ -180,23 +150,25 @@ def haproxy_command() -> str | None:
 
 
 class Haproxy:
-    """HAProxy (Debian's `haproxy`) on a free port of 127.0.0.1 in front of `replicas`
-    ('host:port' each, named s0, s1... in its pool), round robin, with `/readyz` as the
+    """HAProxy (Debian's `haproxy`) with deploy/haproxy.cfg on a free port of 127.0.0.1 in
+    front of two `replicas` ('host:port' each, s0 and s1 in its pool), with `/readyz` as the
     health check; `states()` reads its stats page."""
 
     def __init__(self, replicas: Sequence[str], directory: Path) -> None:
+        assert len(replicas) == 2, "deploy/haproxy.cfg names two front ends"
         self.port, self.stats_port = free_port(), free_port()
         self.names = {address: f"s{i}" for i, address in enumerate(replicas)}
-        servers = "\n".join(
-            f"    server {name} {address} check" for address, name in self.names.items()
-        )
-        config = directory / "haproxy.cfg"
-        config.write_text(
-            HAPROXY_CONFIG.format(port=self.port, stats_port=self.stats_port, servers=servers)
-        )
+        environment = {
+            **os.environ,
+            "LISTEN": f"127.0.0.1:{self.port}",
+            "STATS": f"127.0.0.1:{self.stats_port}",
+            **{f"REPLICA_{i}": address for i, address in enumerate(replicas)},
+        }
         command = haproxy_command()
         assert command is not None, "no haproxy: apt-get install haproxy"
-        self.process = subprocess.Popen([command, "-db", "-f", str(config)])
+        self.process = subprocess.Popen(
+            [command, "-db", "-f", str(HAPROXY_CONFIG)], env=environment, cwd=directory
+        )
         self.url = f"ws://127.0.0.1:{self.port}/v1/realtime"
 
     def states(self) -> dict[str, str]:

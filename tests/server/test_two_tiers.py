@@ -1,7 +1,8 @@
 """Two tiers on 127.0.0.1, as docs/scaling.md section 4 deploys them: one vLLM server
 (`streaming.engine.serve_vllm`, the shipped embedded checkpoint) decodes for two front ends
 (`step-realtime serve --engine remote`), and HAProxy (Debian's package) balances WebSocket
-sessions over the front ends, round robin, with `/readyz` as its health check.
+sessions over the front ends (deploy/haproxy.cfg: least connections), with `/readyz` as its
+health check.
 
 Python-client sessions through HAProxy hold spoken turns on both front ends; then a rolling
 upgrade: one front end drains mid-reply (`POST /admin/drain`: the reply completes, its sessions
@@ -24,7 +25,6 @@ from step_realtime_client.client import chunks_of
 from step_realtime_client.events import AudioDelta, ErrorEvent, Reconnected, SpeechStarted
 from step_realtime_client.reply import Reply
 from streaming.default_model import SHIPPED_CHECKPOINT
-from tests.server.helpers import spoken
 from tests.server.serve_process import (
     Haproxy,
     ServeProcess,
@@ -32,6 +32,7 @@ from tests.server.serve_process import (
     haproxy_command,
     repo_server,
 )
+from tests.support.speech import spoken
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -139,7 +140,7 @@ async def test_sessions_through_haproxy_survive_a_drain_and_a_kill_of_a_front_en
             assert len(grew) == 1, (before, grew)
             home[client] = grew[0]
         on_a = [c for c in clients if home[c] == a]
-        assert len(on_a) == SESSIONS // 2, "round robin puts half the sessions on each"
+        assert len(on_a) == SESSIONS // 2, "least connections puts half the sessions on each"
         replies = await asyncio.gather(*(c.ask(question, realtime=False) for c in clients))
         for reply in replies:
             assert_answered(reply)
