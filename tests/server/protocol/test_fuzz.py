@@ -11,7 +11,7 @@ verdicts and transcripts for the actions it asks for. Whatever comes in:
 Bounded for CI (300 examples, under a minute on two cores). The longer run (its figure is in
 docs/security.md; `FUZZ_REPORT` writes the counts of examples, messages and events):
     FUZZ_EXAMPLES=3000 FUZZ_REPORT=/tmp/fuzz.json \
-        .venv/bin/python -m pytest tests/server/test_fuzz.py -q -p no:cacheprovider
+        .venv/bin/python -m pytest tests/server/protocol/test_fuzz.py -q -p no:cacheprovider
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ from streaming.responder import (
     ToolCalled,
 )
 from streaming.tool_calls import ToolCall
-from tests.server.test_live import check_live_parses
-from tests.server.test_session import check_sdk_parses
+from tests.server.protocol.test_live import check_live_parses
+from tests.server.protocol.test_session import check_sdk_parses
 from tests.support.speech import appends, spoken
 from tts.base import AudioChunk, WordTiming
 

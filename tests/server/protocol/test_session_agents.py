@@ -20,7 +20,7 @@ from streaming.responder import (
 from streaming.tool_calls import ToolCall
 from streaming.turns.detection import SemanticVad, ServerVad
 from tests.server.espeak_responder import FixedReplyResponder
-from tests.server.test_session import Harness, errors, types
+from tests.server.protocol.test_session import Harness, errors, types
 from tests.support.speech import appends, spoken
 
 CALCULATE = {
