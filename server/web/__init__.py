@@ -47,6 +47,7 @@ def page_config(
     """What the page needs to know before it connects (`/web/config.json`).
 
     `realtime_url` None: the page connects to `/v1/realtime` on the host that served it.
+    For GPT-Live the page derives its URL from this one (`/v1/live/sessions` beside it).
     `client_secret_url`: where the page POSTs for a short-lived client secret when
     `auth_required` (an app backend's endpoint); None where no backend serves the page.
     """

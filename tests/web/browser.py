@@ -9,6 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 # a wall-clock time).
 PAGE_TIMEOUT_MS = 20_000
 TURN_TIMEOUT_MS = 90_000
+FREE_TIMEOUT_S = 20.0  # a closed session frees its slot at once; this only bounds the wait
 
 
 def require_browser() -> None:
@@ -228,3 +232,16 @@ def example_backend(server: str, api_key: str, port: int) -> Iterator[Process]:
     ]
     with child_process(command, port, env={"STEP_REALTIME_API_KEY": api_key}) as process:
         yield process
+
+
+def wait_until_free(server: str) -> None:
+    """Wait for the keyed server's one session slot (an earlier test's session may be closing)."""
+    deadline = time.monotonic() + FREE_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(server + "/readyz", timeout=2):
+                return
+        except (urllib.error.HTTPError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -5,9 +5,6 @@ full server (close code 1013) and a denied microphone."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +17,12 @@ from tests.web.browser import (
     open_page,
     speech_wav,
     wait_for_assistant_turns,
+    wait_until_free,
 )
 
 QUESTION = "what is seven times six"
 SPEECH_LEVEL_PERCENT = 5  # the page's meter is 0 in silence, 30-70 % for speech
 RELEASE_AFTER_QUIET_MS = 600  # let go of Talk once the speech has been over this long
-FREE_TIMEOUT_S = 20.0  # a closed session frees its slot at once; this only bounds the wait
 
 # Runs in the page: resolves once the microphone meter has shown speech and then quiet.
 WAIT_FOR_SPEECH_THEN_QUIET = """([level, quietMs]) => new Promise((resolve) => {
@@ -137,19 +134,6 @@ def wait_until_disconnected(page: Any) -> None:
         "() => document.getElementById('status').textContent === 'not connected'",
         timeout=PAGE_TIMEOUT_MS,
     )
-
-
-def wait_until_free(server: str) -> None:
-    """Wait for the keyed server's one session slot (an earlier test's session may be closing)."""
-    deadline = time.monotonic() + FREE_TIMEOUT_S
-    while True:
-        try:
-            with urllib.request.urlopen(server + "/readyz", timeout=2):
-                return
-        except (urllib.error.HTTPError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def _bodies(responses: list[Any]) -> list[str]:

@@ -1,6 +1,7 @@
 """The page's JavaScript modules, run in headless Chromium: the resampler against soxr, the
-jitter buffer, the latency split, the session settings and the plain-words messages. The page
-is served by `web.mount_page` alone (no model), as the realtime server serves it."""
+jitter buffer, the latency split, the session settings, the plain-words messages, and GPT-Live's
+translation and the controls it disables. The page is served by `web.mount_page` alone (no
+model), as the realtime server serves it."""
 
 from __future__ import annotations
 
@@ -242,3 +243,164 @@ def test_messages_in_plain_words(page: Any) -> None:
     assert "not allowed to use the microphone" in result["denied"]
     assert "No microphone" in result["none"]
     assert "hold the Talk button" in result["empty"]
+
+
+LIVE_TRANSLATION = """async () => {
+  const { LiveTranslator } = await import("/web/live.js");
+  const live = new LiveTranslator();
+  const silence = btoa(String.fromCharCode(...new Uint8Array(960)));  // 20 ms of PCM16 at 24 kHz
+  const appended = [];
+  for (let i = 0; i < 50; i++) {
+    appended.push(live.toServer({ type: "input_audio_buffer.append", audio: silence }).type);
+  }
+  const from = (event) => live.fromServer(event);
+  const reply = [
+    ...from({ type: "response.event", delegation_id: "d",
+              event: { type: "response.reasoning_text.delta", delta: "6 x 7" } }),
+    ...from({ type: "session.output_audio.delta", delta: silence }),
+    ...from({ type: "session.output_transcript.delta", delta: "Forty two.",
+              start_ms: 1000, end_ms: 1500 }),
+    // the user's transcript comes after the reply's first audio: the turn it answered
+    ...from({ type: "session.input_transcript.delta", delta: "seven times six",
+              start_ms: 200, end_ms: 900 }),
+    ...from({ type: "session.usage.updated", usage: { seconds: 1 } }),
+  ];
+  // a reply withdrawn before it spoke leaves the page with its turn
+  const withdrawn = [
+    ...from({ type: "response.event", delegation_id: "e",
+              event: { type: "response.reasoning_text.delta", delta: "hm" } }),
+    ...from({ type: "session.usage.updated", usage: { seconds: 1 } }),
+  ];
+  const refused = from({ type: "error", error: { code: "invalid_value", message: "no",
+                                                 client_event_id: "evt_page_3" } });
+  let commit = null;
+  try {
+    live.toServer({ type: "input_audio_buffer.commit" });
+  } catch (error) {
+    commit = error.message;
+  }
+  return {
+    appended: [...new Set(appended)], sentMs: live.sentMs, reply, withdrawn, refused, commit,
+    truncate: live.toServer({ type: "conversation.item.truncate", item_id: "x" }),
+    effort: live.toServer({ type: "session.update", session: { reasoning: { effort: "low" } } }),
+    ignored: from({ type: "session.delegation.created", delegation: {} }),
+  };
+}"""
+
+
+def test_live_translator_gives_app_js_realtime_events(page: Any) -> None:
+    result = page.evaluate(LIVE_TRANSLATION)
+    assert result["appended"] == ["session.input_audio.append"] and result["sentMs"] == 1000
+    reply = result["reply"]
+    assert [event["type"] for event in reply] == [
+        # the user's turn and the reply's start, at its first sign
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "response.created",
+        "response.output_item.added",
+        "response.reasoning_text.delta",
+        "response.output_audio.delta",
+        "response.output_audio_transcript.delta",
+        "conversation.item.input_audio_transcription.delta",
+        # its end, at the usage that follows every reply
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.done",
+    ]
+    user_item, response_id = reply[0]["item_id"], reply[3]["response"]["id"]
+    item_id = reply[4]["item"]["id"]
+    assert reply[1]["audio_end_ms"] == 1000  # the page finds the speech's end before it
+    assert reply[2]["commit_unseen"] is True  # so the latency is not split
+    assert all(event.get("response_id", response_id) == response_id for event in reply)
+    assert reply[6]["item_id"] == item_id and reply[8]["item_id"] == user_item
+    assert reply[10]["transcript"] == "Forty two."
+    assert reply[11]["response"]["status"] == "completed"
+    withdrawn = result["withdrawn"]
+    deleted = [event["item_id"] for event in withdrawn if event["type"].endswith("deleted")]
+    assert len(deleted) == 2 and user_item not in deleted
+    assert withdrawn[-1]["response"]["status"] == "cancelled"
+    # errors carry GPT-Live's client_event_id as the event_id app.js matches updates by
+    assert result["refused"][0]["error"]["event_id"] == "evt_page_3"
+    assert "no GPT-Live equivalent" in result["commit"]
+    assert result["truncate"] is None  # the server cuts a reply spoken over itself
+    assert result["effort"] == {
+        "type": "session.update",
+        "session": {
+            "delegation": {
+                "type": "responses",
+                "responses": {"reasoning": {"summary": "auto", "effort": "low"}},
+            }
+        },
+    }
+    assert result["ignored"] == []
+
+
+def test_live_session_start_and_url(page: Any) -> None:
+    result = page.evaluate(
+        """async () => {
+          const m = await import("/web/live.js");
+          return {
+            start: m.liveStart({ model: "step-audio-r1", voice: "alloy" }),
+            local: m.liveUrlFor("ws://127.0.0.1:8000/v1/realtime?model=x"),
+            proxied: m.liveUrlFor("wss://example.com/speech/v1/realtime"),
+          };
+        }"""
+    )
+    assert result["start"] == {
+        "type": "session.start",
+        "session": {
+            "model": "step-audio-r1",
+            "audio": {"format": {"type": "audio/pcm", "rate": 24000}, "output": {"voice": "alloy"}},
+            "delegation": {
+                "type": "responses",
+                "responses": {"model": "step-audio-r1", "reasoning": {"summary": "auto"}},
+            },
+        },
+    }
+    assert result["local"] == "ws://127.0.0.1:8000/v1/live/sessions"
+    assert result["proxied"] == "wss://example.com/speech/v1/live/sessions"
+
+
+def test_choosing_gpt_live_disables_what_it_has_no_setting_for(page: Any) -> None:
+    controls = """() => ({
+      mode: document.getElementById("mode").disabled,
+      speed: document.getElementById("speed").disabled,
+      voice: document.getElementById("voice").disabled,
+      effort: document.getElementById("effort").disabled,
+      note: document.getElementById("dialect-note").hidden
+        ? null : document.getElementById("dialect-note").textContent,
+      speedWhy: document.getElementById("speed").title,
+      pageMode: window.stepRealtimePage.mode,
+    })"""
+    page.select_option("#dialect", "live")
+    live = page.evaluate(controls)
+    page.select_option("#dialect", "realtime")
+    realtime = page.evaluate(controls)
+    assert live["mode"] and live["speed"] and live["pageMode"] == "server"
+    assert not live["voice"] and not live["effort"]  # chosen before connecting; effort is kept
+    assert "no push to talk" in live["note"] and "no speech speed" in live["note"]
+    assert live["speedWhy"] == "GPT-Live has no speech speed setting."
+    assert realtime == {
+        "mode": False,
+        "speed": False,
+        "voice": False,
+        "effort": False,
+        "note": None,
+        "speedWhy": "",
+        "pageMode": "push",
+    }
+
+
+def test_a_refused_session_start_in_plain_words(page: Any) -> None:
+    text = page.evaluate(
+        """async () => {
+          const m = await import("/web/messages.js");
+          const { ConnectionError } = await import("/web/connection.js");
+          const error = new ConnectionError("not_started",
+                                            { serverError: { message: "unknown voice 'x'" } });
+          return m.explainConnectionError(error, { url: "", authRequired: false,
+                                                   serverReachable: true });
+        }"""
+    )
+    assert text == "The server did not start the session: unknown voice 'x'."

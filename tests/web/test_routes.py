@@ -21,7 +21,8 @@ def test_the_page_and_its_files() -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert page.text == (STATIC_DIR / "index.html").read_text()
-    for name in ("app.js", "capture-worklet.js", "playback-worklet.js", "resample.js"):
+    scripts = ("app.js", "connection.js", "realtime.js", "live.js", "capture-worklet.js")
+    for name in (*scripts, "playback-worklet.js", "resample.js"):
         script = http.get(f"/web/{name}")
         assert script.status_code == 200, name
         assert "javascript" in script.headers["content-type"], script.headers

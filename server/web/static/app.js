@@ -4,6 +4,12 @@
 // response (turn_detection null); hands-free streams all the time and the server's turn
 // detection decides (server_vad or semantic_vad). Speech over a reply stops its playback at once
 // and truncates the assistant's item to the milliseconds really played.
+//
+// Dialects: the page speaks OpenAI Realtime (realtime.js) or GPT-Live (live.js), as the user
+// chooses before connecting. Both connections take and give Realtime events, so this file has
+// one code path; a connection's class says which controls its dialect has (GPT-Live: the
+// server takes the turns, the voice is fixed at the start, no speech speed), and the page
+// disables the others, saying why.
 
 import {
   APPEND_MS,
@@ -14,7 +20,9 @@ import {
   pcmToBase64,
 } from "./audio.js";
 import { LatencyHistogram, SendLog, formatSeconds, splitLatency } from "./latency.js";
+import { LiveConnection } from "./live.js";
 import {
+  WHY_DISABLED,
   explainConnectionError,
   explainMicrophoneError,
   explainSecretError,
@@ -32,6 +40,8 @@ const CLIENT_SECRET_PREFIX = "ek_";
 const METER_FULL_SCALE_RMS = 0.3; // speech near the microphone peaks around here
 const DEFAULT_TARGET_SECONDS = 0.92;
 const MIN_PUSH_MS = 100; // a shorter press of Talk is a tap, not speech: nothing is sent
+const CONNECTIONS = { realtime: RealtimeConnection, live: LiveConnection };
+const SERVER_MODE = "server"; // the server's own turn-taking (GPT-Live): hands-free
 
 const $ = (id) => document.getElementById(id);
 
@@ -45,6 +55,7 @@ function element(tag, className, text) {
 class Page {
   constructor(config) {
     this.config = config;
+    this.Connection = RealtimeConnection; // the chosen dialect's
     this.connection = null;
     this.audio = null;
     this.session = null;
@@ -68,6 +79,7 @@ class Page {
     );
     this.fillControls();
     this.bindControls();
+    this.setDialect($("dialect").value); // a reload may have kept the last choice
   }
 
   // --- controls -------------------------------------------------------------------------
@@ -118,6 +130,33 @@ class Page {
     for (const id of ["effort", "voice", "speed"]) {
       $(id).addEventListener("change", () => this.updateSession());
     }
+    $("dialect").addEventListener("change", () => this.setDialect($("dialect").value));
+  }
+
+  setDialect(dialect) {
+    this.Connection = CONNECTIONS[dialect];
+    const checked = document.querySelector('input[name="mode"]:checked');
+    this.mode = this.Connection.serverTakesTurns ? SERVER_MODE : checked.value;
+    this.showDialect();
+    this.showTalkButton();
+  }
+
+  /** Disable what the chosen dialect has no setting for, and say why beside it. */
+  showDialect() {
+    const { Connection } = this;
+    const connected = Boolean(this.connection);
+    const reasons = [];
+    const disable = (id, disabled, reason) => {
+      $(id).disabled = disabled;
+      $(id).title = disabled ? reason : "";
+      if (disabled && id !== "dialect") reasons.push(reason);
+    };
+    disable("dialect", connected, WHY_DISABLED.dialect);
+    disable("mode", Connection.serverTakesTurns, WHY_DISABLED.turnTaking);
+    disable("voice", connected && Connection.voiceFixedAtStart, WHY_DISABLED.voice);
+    disable("speed", !Connection.hasSpeechSpeed, WHY_DISABLED.speed);
+    $("dialect-note").textContent = reasons.join(" ");
+    $("dialect-note").hidden = reasons.length === 0;
   }
 
   showTalkButton() {
@@ -214,9 +253,13 @@ class Page {
   }
 
   async openConnection(secret) {
-    const url = this.config.realtime_url || defaultRealtimeUrl(window.location);
-    this.connection = new RealtimeConnection(url, {
+    const { Connection } = this;
+    const realtimeUrl = this.config.realtime_url || defaultRealtimeUrl(window.location);
+    const url = Connection.urlFor(realtimeUrl);
+    this.connection = new Connection(url, {
       secret,
+      model: this.config.model, // and the voice: what GPT-Live's session.start fixes
+      voice: $("voice").value,
       onEvent: (event) => this.onEvent(event),
       onClose: (error) => this.onConnectionLost(error),
     });
@@ -228,9 +271,10 @@ class Page {
     }
     this.sendLog = new SendLog(); // the server's audio clock starts with the session
     this.updateSession();
-    this.sendTurnDetection(this.mode);
+    if (!Connection.serverTakesTurns) this.sendTurnDetection(this.mode);
     $("connect").textContent = "Disconnect";
     this.setStatus("connected", "connected");
+    this.showDialect();
     this.showTalkButton();
   }
 
@@ -263,6 +307,7 @@ class Page {
     this.talking = false;
     $("connect").textContent = "Connect";
     this.setStatus("idle", "not connected");
+    this.showDialect();
     this.showTalkButton();
   }
 
@@ -315,10 +360,12 @@ class Page {
   onMicrophoneChunk(pcm, rms) {
     $("meter-level").style.width = `${Math.min(100, (rms / METER_FULL_SCALE_RMS) * 100)}%`;
     if (!this.connection || !this.connection.isOpen) return;
-    const streaming = this.mode === "push" ? this.talking : this.micOn;
-    if (!streaming) return;
-    this.connection.send({ type: "input_audio_buffer.append", audio: pcmToBase64(pcm) });
-    this.sendLog.add((pcm.length * 1000) / WIRE_RATE, performance.now(), rms);
+    const listening = this.mode === "push" ? this.talking : this.micOn;
+    if (!listening && !this.Connection.streamsWhilePaused) return;
+    // paused where the session's clock is its input audio (GPT-Live): silence keeps it going
+    const audio = listening ? pcm : new Int16Array(pcm.length);
+    this.connection.send({ type: "input_audio_buffer.append", audio: pcmToBase64(audio) });
+    this.sendLog.add((pcm.length * 1000) / WIRE_RATE, performance.now(), listening ? rms : 0);
     if (this.talking) this.sentWhileTalking += 1;
   }
 
@@ -404,7 +451,9 @@ class Page {
       this.userTurns.set(event.item_id, turn);
     }
     if (!turn) return;
-    turn.committedAt = performance.now();
+    // unseen: the dialect does not tell when the server closed the turn (live.js), so the
+    // latency is shown whole, not split
+    turn.committedAt = event.commit_unseen ? null : performance.now();
     this.awaitingResponse = turn;
   }
 

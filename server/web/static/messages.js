@@ -1,4 +1,4 @@
-// What went wrong, in plain words, with what to do about it.
+// What went wrong, or is not available, in plain words, with what to do about it.
 
 /** A microphone that could not be opened (getUserMedia's rejection). */
 export function explainMicrophoneError(error) {
@@ -20,8 +20,12 @@ export function explainMicrophoneError(error) {
   }
 }
 
-/** A connection that failed or ended (a ConnectionError from realtime.js). */
+/** A connection that failed or ended (a ConnectionError from connection.js). */
 export function explainConnectionError(error, { url, authRequired, serverReachable }) {
+  if (error.kind === "not_started") {
+    const detail = error.serverError ? `: ${error.serverError.message}` : "";
+    return `The server did not start the session${detail}.`;
+  }
   if (error.kind === "full") {
     const detail = error.serverError ? ` (${error.serverError.message})` : "";
     return (
@@ -69,3 +73,14 @@ export function explainSecretError(status, detail) {
   }
   return `The app's backend did not give a client secret (HTTP ${status}: ${detail}).`;
 }
+
+/** Why a control is disabled: what GPT-Live has no setting for, or what waits for a disconnect. */
+export const WHY_DISABLED = {
+  turnTaking:
+    "GPT-Live: the server takes the turns. It hears when you have finished and stops a reply " +
+    "you speak over, so there is no push to talk and no turn detection to choose; Talk " +
+    "pauses listening.",
+  voice: "GPT-Live fixes the voice when the session starts: disconnect to change it.",
+  speed: "GPT-Live has no speech speed setting.",
+  dialect: "Disconnect to change the protocol.",
+};

@@ -1,23 +1,9 @@
-// The WebSocket to the server, speaking the OpenAI Realtime protocol (GA event names).
-//
-// A browser cannot set headers on a WebSocket, so a key travels as the subprotocol
-// `openai-insecure-api-key.<key>` beside `realtime`; the page only ever puts a short-lived
-// client secret there (see server/web/README.md).
+// The connection speaking the OpenAI Realtime protocol (GA event names) at /v1/realtime: app.js
+// speaks it, so events pass through as they are (the socket itself: connection.js).
 
-export const CLOSE_TRY_AGAIN_LATER = 1013; // RFC 6455: the server is at its session limit
-const REALTIME_SUBPROTOCOL = "realtime";
-const KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key.";
+import { SocketConnection } from "./connection.js";
 
-/** Why a connection could not be made or ended: `kind` picks the words (messages.js). */
-export class ConnectionError extends Error {
-  constructor(kind, { code = null, reason = "", serverError = null } = {}) {
-    super(`${kind} (close code ${code}${reason ? `: ${reason}` : ""})`);
-    this.kind = kind; // "full", "refused" (never opened), "closed" (ended after opening)
-    this.code = code;
-    this.reason = reason;
-    this.serverError = serverError; // the last `error` event's error, if any
-  }
-}
+export { CLOSE_TRY_AGAIN_LATER, ConnectionError } from "./connection.js";
 
 /** The realtime URL next to the page: ws(s)://this-host/v1/realtime. */
 export function defaultRealtimeUrl(location) {
@@ -25,63 +11,27 @@ export function defaultRealtimeUrl(location) {
   return `${scheme}//${location.host}/v1/realtime`;
 }
 
-export class RealtimeConnection {
-  constructor(url, { secret = null, onEvent, onClose }) {
-    this.url = url;
-    this.secret = secret;
-    this.onEvent = onEvent; // every server event, parsed
-    this.onClose = onClose; // (ConnectionError) once the socket closes after session.created
-    this.socket = null;
-    this.opened = false;
-    this.lastError = null;
-    this.nextEventId = 1;
+export class RealtimeConnection extends SocketConnection {
+  // what the page's controls can do in this dialect (app.js disables the rest and says why)
+  static serverTakesTurns = false; // the page picks push to talk or a turn detection
+  static voiceFixedAtStart = false; // session.update changes it at any time
+  static hasSpeechSpeed = true;
+  static streamsWhilePaused = false; // a paused microphone sends nothing
+
+  /** The URL of this dialect at the server whose realtime URL is `realtimeUrl`. */
+  static urlFor(realtimeUrl) {
+    return realtimeUrl;
   }
 
-  /** Connect; resolves with the session of `session.created`, rejects with ConnectionError. */
-  open() {
-    const protocols = [REALTIME_SUBPROTOCOL];
-    if (this.secret) protocols.push(KEY_SUBPROTOCOL_PREFIX + this.secret);
-    return new Promise((resolve, reject) => {
-      const socket = new WebSocket(this.url, protocols);
-      this.socket = socket;
-      socket.onmessage = (message) => {
-        const event = JSON.parse(message.data);
-        if (event.type === "error") this.lastError = event.error;
-        if (event.type === "session.created" && !this.opened) {
-          this.opened = true;
-          resolve(event.session);
-        }
-        this.onEvent(event);
-      };
-      socket.onclose = (close) => {
-        const error = this.closeError(close);
-        if (this.opened) this.onClose(error);
-        else reject(error);
-      };
-    });
-  }
-
-  closeError(close) {
-    const details = { code: close.code, reason: close.reason, serverError: this.lastError };
-    if (close.code === CLOSE_TRY_AGAIN_LATER) return new ConnectionError("full", details);
-    return new ConnectionError(this.opened ? "closed" : "refused", details);
+  receive(event) {
+    if (event.type === "error") this.lastError = event.error;
+    if (event.type === "session.created") this.started(event.session);
+    this.onEvent(event);
   }
 
   /** Send a client event; returns the event_id it was given. */
   send(event) {
-    const eventId = `evt_page_${this.nextEventId++}`;
-    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
-      this.socket.send(JSON.stringify({ event_id: eventId, ...event }));
-    }
-    return eventId;
-  }
-
-  get isOpen() {
-    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
-  }
-
-  close() {
-    if (this.socket) this.socket.close(1000, "closed by the page");
+    return this.sendWire(event);
   }
 }
 
