@@ -77,7 +77,7 @@ class TrainConfig:
     frozen_audio_steps: int = 3000
     # Spoken questions: 10,000 (was 3,000) keep the warm start's hearing; on a small pool the
     # loss fell to 0.01 and single questions lost 2 points (run 4 against run 5, STATUS.md).
-    train_items: int = 10_000
+    train_items: int = 16_000
     offtask_items: int = 800
     truncated_items: int = 600
     fragment_items: int = 300
