@@ -75,8 +75,9 @@ class TrainConfig:
     # the decoder alone (no word loss), at about half the cost. Then the audio side trains too,
     # at the schedule's low end of the learning rate. 0: never frozen.
     frozen_audio_steps: int = 3000
-    # Spoken questions: 10,000 (was 3,000) keep the warm start's hearing; on a small pool the
-    # loss fell to 0.01 and single questions lost 2 points (run 4 against run 5, STATUS.md).
+    # Spoken questions: 16,000 (runs 4, 5, 6 had 3,000, 10,000, 16,000) keep the warm start's
+    # hearing; on a small pool the decoder learns the clips, and each step up answered better
+    # (STATUS.md).
     train_items: int = 16_000
     offtask_items: int = 800
     truncated_items: int = 600
