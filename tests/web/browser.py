@@ -245,3 +245,13 @@ def wait_until_free(server: str) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def page_connection(page: Any) -> dict[str, Any]:
+    """The page's connection as it opened it: the secret it holds, its URL and the subprotocol
+    the server picked."""
+    return page.evaluate(
+        "() => ({secret: window.stepRealtimePage.connection.secret,"
+        " url: window.stepRealtimePage.connection.url,"
+        " protocol: window.stepRealtimePage.connection.socket.protocol})"
+    )

@@ -15,6 +15,7 @@ from tests.web.browser import (
     browser_page,
     error_text,
     open_page,
+    page_connection,
     speech_wav,
     wait_for_assistant_turns,
     wait_until_free,
@@ -57,11 +58,7 @@ def test_backend_mints_a_client_secret_and_push_to_talk_works(
         assert page.is_hidden("#secret-row")  # the backend gives secrets: nothing to paste
         page.click("#connect")
         page.wait_for_selector("#status[data-state=connected]")
-        connection = page.evaluate(
-            "() => ({secret: window.stepRealtimePage.connection.secret,"
-            " url: window.stepRealtimePage.connection.url,"
-            " protocol: window.stepRealtimePage.connection.socket.protocol})"
-        )
+        connection = page_connection(page)
         assert connection["secret"].startswith("ek_"), connection
         assert connection["url"] == f"ws://127.0.0.1:{keyed.server.port}/v1/realtime"
         assert connection["protocol"] == "realtime", connection

@@ -12,6 +12,7 @@ from tests.web.browser import (
     browser_page,
     error_text,
     open_page,
+    page_connection,
     speech_wav,
     turns,
     wait_for_assistant_turns,
@@ -74,11 +75,7 @@ def test_gpt_live_opens_with_the_backends_client_secret(
         page.select_option("#dialect", "live")
         page.click("#connect")
         page.wait_for_selector("#status[data-state=connected]")
-        connection = page.evaluate(
-            "() => ({secret: window.stepRealtimePage.connection.secret,"
-            " url: window.stepRealtimePage.connection.url,"
-            " protocol: window.stepRealtimePage.connection.socket.protocol})"
-        )
+        connection = page_connection(page)
         assert connection["secret"].startswith("ek_"), connection
         assert connection["url"] == f"ws://127.0.0.1:{keyed.server.port}/v1/live/sessions"
         assert connection["protocol"] == "realtime", connection
