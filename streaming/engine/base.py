@@ -118,20 +118,6 @@ class Prompt:
         )
         return Prompt(ids, audio, patch, positions)
 
-    def embed(self, embed_tokens: torch.nn.Embedding) -> torch.Tensor:
-        """[len, hidden] input embeddings: token embeddings with audio rows spliced in. This is
-        what the prompt means to every engine; the torch engine and the references use it."""
-        ids = torch.tensor(self.token_ids, dtype=torch.long, device=embed_tokens.weight.device)
-        embeds = embed_tokens(ids)
-        positions = self.positions()
-        if not positions:
-            return embeds
-        assert self.audio_embeds is not None
-        embeds = embeds.clone()
-        index = torch.tensor(positions, dtype=torch.long, device=embeds.device)
-        embeds[index] = self.audio_embeds.to(embeds.device, embeds.dtype)
-        return embeds
-
 
 class FinishReason:
     STOP = "stop"  # a stop id was produced (it is reported as the last token)

@@ -234,8 +234,8 @@ class TorchEngine(Engine):
 
     def _embed(self, prompt: Prompt) -> torch.Tensor:
         """[len, hidden] input embeddings of a prompt, audio rows included, on the model
-        (`Prompt.embed`: the splice is what a prompt means)."""
-        return prompt.embed(self._model.decoder.embed_tokens)
+        (`input_embeddings`: the splice is what a prompt means)."""
+        return input_embeddings(prompt, self._model.decoder.embed_tokens)
 
     def _fork(
         self,
@@ -486,3 +486,19 @@ class TorchEngine(Engine):
 def _run_calls(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
     for callback, args in calls:
         callback(*args)
+
+
+def input_embeddings(prompt: Prompt, embed_tokens: torch.nn.Embedding) -> torch.Tensor:
+    """[len, hidden] input embeddings of `prompt` for a decoder whose token embeddings are
+    `embed_tokens`: the token embeddings with the audio rows spliced in at their positions. What
+    a prompt means to every engine; the torch engine and the tests' references compute it."""
+    ids = torch.tensor(prompt.token_ids, dtype=torch.long, device=embed_tokens.weight.device)
+    embeds = embed_tokens(ids)
+    positions = prompt.positions()
+    if not positions:
+        return embeds
+    assert prompt.audio_embeds is not None
+    embeds = embeds.clone()
+    index = torch.tensor(positions, dtype=torch.long, device=embeds.device)
+    embeds[index] = prompt.audio_embeds.to(embeds.device, embeds.dtype)
+    return embeds

@@ -15,7 +15,7 @@ import torch
 from streaming.engine.base import Engine, FinishReason, Prompt, SamplingParams, TokenStream
 from streaming.engine.remote_engine import ENDED_SEQUENCES_KEPT as REMOTE_ENDED_SEQUENCES_KEPT
 from streaming.engine.remote_engine import RemoteEngine
-from streaming.engine.torch_engine import ENDED_SEQUENCES_KEPT, TorchEngine
+from streaming.engine.torch_engine import ENDED_SEQUENCES_KEPT, TorchEngine, input_embeddings
 from streaming.engine.vllm_engine import CPU_BLOCK_SIZE
 from streaming.engine.vllm_engine import ENDED_SEQUENCES_KEPT as VLLM_ENDED_SEQUENCES_KEPT
 from streaming.model.checkpoint import LoadedModel
@@ -88,7 +88,7 @@ def audio_prompt(model: LoadedModel, n_patches: int, seed: int = 1, lead: int = 
 def reference(model: LoadedModel, prompt: Prompt, steps: int) -> list[int]:
     """Greedy tokens by full recompute with transformers' Qwen2 forward on `inputs_embeds`."""
     embed_tokens = model.model.model.embed_tokens
-    embeds = prompt.embed(embed_tokens)
+    embeds = input_embeddings(prompt, embed_tokens)
     tokens: list[int] = []
     for _ in range(steps):
         token = int(model.model(embeds[None])[0, -1].argmax())

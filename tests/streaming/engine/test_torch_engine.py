@@ -10,7 +10,7 @@ import torch
 from transformers import Qwen2ForCausalLM
 
 from streaming.engine.base import FinishReason, Prompt, SamplingParams
-from streaming.engine.torch_engine import EngineError, TorchEngine
+from streaming.engine.torch_engine import EngineError, TorchEngine, input_embeddings
 
 AUDIO_PATCH_ID = 7
 VOCAB = 256  # as the tiny model in conftest.py
@@ -41,7 +41,7 @@ def reference(tiny_model, greedy_reference):
 
     def run(model: Qwen2ForCausalLM, prompt: Prompt, steps: int) -> list[int]:
         with torch.inference_mode():
-            embeds = prompt.embed(model.model.embed_tokens)
+            embeds = input_embeddings(prompt, model.model.embed_tokens)
         return greedy_reference(model, embeds, steps)
 
     return run

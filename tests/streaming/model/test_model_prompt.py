@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from streaming.engine.torch_engine import input_embeddings
 from streaming.model.audio_encoder import audio_token_count
 from streaming.model.checkpoint import LoadedModel
 from streaming.model.frontend import CHUNK_SAMPLES, mel_frame_count
@@ -144,7 +145,7 @@ def test_speech_to_logits_end_to_end(loaded, builder, speech: np.ndarray):
     prompt = builder.build(
         [Message("system", "Answer briefly."), audio_message(chunks, "Solve the question.")]
     )
-    embeds = prompt.embed(model.embed_tokens)
+    embeds = input_embeddings(prompt, model.embed_tokens)
     patch_rows = torch.tensor(prompt.token_ids) == loaded.special.audio_patch
     torch.testing.assert_close(embeds[patch_rows], chunks[0])
     text_rows = ~patch_rows
@@ -163,7 +164,7 @@ def test_speech_to_logits_end_to_end(loaded, builder, speech: np.ndarray):
         ]
     )
     with torch.inference_mode():
-        silent_logits = model(silent.embed(model.embed_tokens).unsqueeze(0))
+        silent_logits = model(input_embeddings(silent, model.embed_tokens).unsqueeze(0))
     assert silent.token_ids == prompt.token_ids
     assert not torch.allclose(logits[0, -1], silent_logits[0, -1])
 
@@ -174,7 +175,7 @@ def test_long_audio_gives_one_span_per_chunk(loaded, builder):
     assert [len(c) for c in chunks] == [313, 13]
     prompt = builder.build([audio_message(chunks)])
     assert prompt.token_ids.count(loaded.special.audio_start) == 2
-    assert len(prompt.embed(loaded.model.embed_tokens)) == len(prompt)
+    assert len(input_embeddings(prompt, loaded.model.embed_tokens)) == len(prompt)
 
 
 def test_think_tags_spelled_in_pieces(tiny_checkpoint: Path, tmp_path: Path):
