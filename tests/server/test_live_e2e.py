@@ -27,8 +27,9 @@ from streaming.responder import (
 )
 from streaming.tool_calls import ToolCall
 from tests.server.espeak_responder import DEFAULT_REPLY, FixedReplyResponder
-from tests.server.protocol.test_live import CALCULATE, check_live_parses
+from tests.server.protocol.test_live import check_live_parses
 from tests.server.test_app import metric_samples
+from tests.support.presets import CALCULATE
 from tests.support.serving import EVENT_TIMEOUT_S, running
 from tests.support.speech import BARGE_IN_LEAD_MS, appends, spoken
 

@@ -1,4 +1,4 @@
-"""The models the tests load, each loaded one way wherever it is used."""
+"""The models the tests load, each loaded one way wherever it is used, and the tool they declare."""
 
 from __future__ import annotations
 
@@ -21,3 +21,16 @@ def shipped_responder() -> Responder:
     from streaming.pipeline import load_responder  # here: the model tests need no serving side
 
     return load_responder(SHIPPED_CHECKPOINT, device="cpu", dtype="float32", max_sequences=4)
+
+
+# The function tool the protocol tests declare (a session's tools, as clients send them).
+CALCULATE = {
+    "type": "function",
+    "name": "calculate",
+    "description": "Evaluate an arithmetic expression",
+    "parameters": {
+        "type": "object",
+        "properties": {"expression": {"type": "string"}},
+        "required": ["expression"],
+    },
+}

@@ -40,20 +40,11 @@ from streaming.responder import (
 from streaming.tool_calls import ToolCall
 from streaming.turns.detection import ServerVad
 from tests.server.espeak_responder import DEFAULT_REASONING, DEFAULT_REPLY, FixedReplyResponder
+from tests.support.presets import CALCULATE
 from tests.support.speech import BARGE_IN_LEAD_MS, spoken
 
 VOICES = ["en-us", "en-gb"]
 APPEND_MS = 20
-CALCULATE = {
-    "type": "function",
-    "name": "calculate",
-    "description": "Evaluate an arithmetic expression",
-    "parameters": {
-        "type": "object",
-        "properties": {"expression": {"type": "string"}},
-        "required": ["expression"],
-    },
-}
 RESPONSES = {"type": "responses", "responses": {"model": "gpt-5.4-mini", "tools": [CALCULATE]}}
 
 

@@ -21,18 +21,8 @@ from streaming.tool_calls import ToolCall
 from streaming.turns.detection import SemanticVad, ServerVad
 from tests.server.espeak_responder import FixedReplyResponder
 from tests.server.protocol.test_session import Harness, errors, types
+from tests.support.presets import CALCULATE
 from tests.support.speech import appends, spoken
-
-CALCULATE = {
-    "type": "function",
-    "name": "calculate",
-    "description": "Evaluate an arithmetic expression",
-    "parameters": {
-        "type": "object",
-        "properties": {"expression": {"type": "string"}},
-        "required": ["expression"],
-    },
-}
 
 
 def with_tools(h: Harness) -> None:
